@@ -1,0 +1,5 @@
+"""Placeholder: commands registered by a later change."""
+
+
+def register(app) -> None:
+    pass

@@ -1,0 +1,128 @@
+"""The one interface every generator provides (see DESIGN.md).
+
+A `Generator` wraps a frozen network. Subclasses implement `synthesize(latent, space)` and, where a
+w space exists, `mapping(z)`. Images come out as float32 (N, C, H, W) in [-1, 1]; weights never get
+gradients, the latent does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import LatentcompError
+
+
+class Generator(nn.Module):
+    #: shape of one z vector, e.g. (512,)
+    latent_shape: tuple[int, ...] = ()
+    resolution: int = 0
+    channels: int = 3
+    #: spaces that `forward(latent, space=...)` accepts, e.g. ("z",) or ("z", "w", "w+")
+    latent_spaces: tuple[str, ...] = ("z",)
+    #: number of style vectors in w+ (0 where there is no w+ space)
+    num_ws: int = 0
+    #: dimension of one w vector (0 where there is no w space)
+    w_dim: int = 0
+    #: prior of z: "normal" or "uniform" (uniform(-1, 1)) unless a subclass overrides sample_latent
+    prior: str = "normal"
+    #: the spec that loads this generator again (set by load_generator)
+    spec: str = ""
+
+    def freeze(self) -> Generator:
+        """Eval mode and no gradients to the weights; call at the end of a subclass __init__/loader."""
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def train(self, mode: bool = True) -> Generator:  # noqa: D102 - generators stay frozen
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw n latents from the generator's own prior (on the CPU generator's device, then moved)."""
+        shape = (n, *self.latent_shape)
+        if self.prior == "normal":
+            z = torch.randn(shape, generator=generator)
+        elif self.prior == "uniform":
+            z = torch.rand(shape, generator=generator) * 2 - 1
+        else:
+            raise LatentcompError(f"unknown prior {self.prior!r}; expected 'normal' or 'uniform'")
+        return z.to(self.device)
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        """z -> w (N, w_dim). Only for generators with a w space."""
+        raise LatentcompError(f"{type(self).__name__} has no w space (spaces: {self.latent_spaces})")
+
+    def to_wplus(self, latent: torch.Tensor, space: str) -> torch.Tensor:
+        """Any latent -> w+ (N, num_ws, w_dim), for generators with a w+ space."""
+        if "w+" not in self.latent_spaces:
+            raise LatentcompError(f"{type(self).__name__} has no w+ space (spaces: {self.latent_spaces})")
+        if space == "z":
+            latent = self.mapping(latent)
+            space = "w"
+        if space == "w":
+            return latent.unsqueeze(1).repeat(1, self.num_ws, 1)
+        return latent
+
+    def synthesize(self, latent: torch.Tensor, space: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_latent(self, latent: torch.Tensor, space: str) -> None:
+        if space not in self.latent_spaces:
+            raise LatentcompError(
+                f"latent space {space!r} is not offered by {type(self).__name__}; "
+                f"accepted: {', '.join(self.latent_spaces)}"
+            )
+        expected: Sequence[int]
+        if space == "z":
+            expected = self.latent_shape
+        elif space == "w":
+            expected = (self.w_dim,)
+        else:
+            expected = (self.num_ws, self.w_dim)
+        if not isinstance(latent, torch.Tensor) or tuple(latent.shape[1:]) != tuple(expected):
+            got = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
+            raise LatentcompError(
+                f"latent for space {space!r} has shape {got}; expected (N, {', '.join(map(str, expected))})"
+            )
+        if not torch.isfinite(latent).all():
+            raise LatentcompError(f"latent for space {space!r} contains NaN or Inf values")
+
+    def forward(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
+        self.check_latent(latent, space)
+        return self.synthesize(latent, space)
+
+    def features(self, latent: torch.Tensor, layer: str | int, space: str = "z") -> torch.Tensor:
+        """Intermediate activation at `layer` (names from `feature_layers()`), for probing."""
+        names = self.feature_layers()
+        if str(layer) not in names:
+            raise LatentcompError(f"unknown feature layer {layer!r}; available: {', '.join(names)}")
+        module = dict(self.named_modules())[names[str(layer)]]
+        captured: list[torch.Tensor] = []
+        handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            self(latent, space=space)
+        finally:
+            handle.remove()
+        return captured[0]
+
+    def feature_layers(self) -> dict[str, str]:
+        """Map of public layer names -> module path. Subclasses override with meaningful names."""
+        return {name: name for name, m in self.named_modules() if name and not list(m.children())}
+
+    def describe(self) -> str:
+        spaces = "/".join(self.latent_spaces)
+        return (
+            f"{type(self).__name__}: {self.channels}x{self.resolution}x{self.resolution}, "
+            f"z {tuple(self.latent_shape)} ({self.prior}), spaces {spaces}"
+            + (f", {self.num_ws} ws of {self.w_dim}" if self.num_ws else "")
+        )

@@ -1,0 +1,72 @@
+"""`load_generator("KIND:LOCATION")`: one entry point for every checkpoint layout.
+
+Each kind module registers a loader with `@register_kind("name")`. Loaders take the location string
+(a path, a module:function, a builtin name) and keyword options and return a frozen `Generator`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import LatentcompError
+from .base import Generator
+
+_LOADERS: dict[str, Callable[..., Generator]] = {}
+
+# modules that register kinds; imported lazily so that a broken optional kind never breaks the others
+_KIND_MODULES = {
+    "dcgan": "latentcomp.generators.dcgan",
+    "progan": "latentcomp.generators.progan",
+    "stylegan2": "latentcomp.generators.stylegan2",
+    "stylegan2-ada": "latentcomp.generators.stylegan2_ada",
+    "python": "latentcomp.generators.custom",
+    "builtin": "latentcomp.generators.builtin",
+    "gansformer": "latentcomp.generators.gansformer",
+}
+
+
+def register_kind(name: str):
+    def deco(fn: Callable[..., Generator]) -> Callable[..., Generator]:
+        _LOADERS[name] = fn
+        return fn
+
+    return deco
+
+
+def known_kinds() -> list[str]:
+    return sorted(_KIND_MODULES)
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    if not isinstance(spec, str) or ":" not in spec:
+        raise LatentcompError(
+            f"generator spec {spec!r} must look like KIND:LOCATION; kinds: {', '.join(known_kinds())}"
+        )
+    kind, location = spec.split(":", 1)
+    if kind not in _KIND_MODULES:
+        raise LatentcompError(
+            f"unknown generator kind {kind!r} in spec {spec!r}; accepted kinds: {', '.join(known_kinds())}"
+        )
+    return kind, location
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise LatentcompError(f"{what} file not found: {p}")
+    return p
+
+
+def load_generator(spec: str, device: str | None = None, **options) -> Generator:
+    """Load a frozen generator from a spec such as `stylegan2:/ckpt/ffhq.pt` or `builtin:toyfaces-dcgan`."""
+    kind, location = split_spec(spec)
+    if kind not in _LOADERS:
+        importlib.import_module(_KIND_MODULES[kind])
+    gen = _LOADERS[kind](location, **options)
+    gen.spec = spec
+    gen.freeze()
+    if device is not None:
+        gen.to(device)
+    return gen

@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "probe",
     "metrics",
     "directions",
+    "analyzer",
 ]
 
 for _name in COMMAND_MODULES:

@@ -116,6 +116,33 @@ def restricted_unpickler_module(path: Path, stub: tuple[str, ...] = (), allow: d
     return ns
 
 
+def _zip_records(path: Path) -> list[str]:
+    """Record names of a torch zip archive (top folder stripped); [] when it is not a zip."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return []
+    try:
+        return list(torch._C.PyTorchFileReader(str(path)).get_all_records())
+    except Exception:
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as z:
+                return [n.split("/", 1)[1] if "/" in n else n for n in z.namelist()]
+        except zipfile.BadZipFile:
+            return []
+
+
+def _refuse_torchscript(path: Path) -> None:
+    # torch.load(weights_only=False) hands TorchScript archives to torch.jit.load, which can run code
+    records = _zip_records(path)
+    if "constants.pkl" in records or any(r.startswith("code/") for r in records):
+        raise LatentcompError(
+            f"{path}: is a TorchScript archive; refusing to load it (torch.jit.load can run code from the "
+            "file); save a state dict instead"
+        )
+
+
 def safe_load(path: str | Path, stub: tuple[str, ...] = (), allow: dict | None = None, what: str = "checkpoint"):
     """Load a torch checkpoint (zip or legacy) or a plain pickle without executing code from it."""
     path = Path(path).expanduser()
@@ -127,6 +154,7 @@ def safe_load(path: str | Path, stub: tuple[str, ...] = (), allow: dict | None =
         raise
     except Exception as first:  # weights_only refused a global, or it is a plain pickle
         first_error = first
+    _refuse_torchscript(path)
     module = restricted_unpickler_module(path, stub, allow)
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)

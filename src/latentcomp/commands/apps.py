@@ -1,5 +1,214 @@
-"""Placeholder: commands registered by a later change."""
+"""`latentcomp compose | inpaint | edit | demo`: the applications, on files. Thin: parse, load, call the
+Pipeline, write atomically, print one summary line per output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import LatentcompError
+
+MODEL_HELP = "Model: toyfaces, toyfaces-stylegan2, builtin:NAME, or a regressor run folder / .safetensors file."
+
+
+def _pipe(model: str, device: str | None):
+    from ..edit.pipeline import Pipeline
+
+    return Pipeline.from_pretrained(model, device=device)
+
+
+def split_part(spec: str) -> tuple[Path, Path | None]:
+    """'a.png:mask.png' -> (a.png, mask.png); 'a.png' -> (a.png, None). Colons inside paths are kept unless the
+    text after the last colon names an image file."""
+    from ..io import IMAGE_SUFFIXES
+
+    if ":" in spec:
+        left, right = spec.rsplit(":", 1)
+        if left and right and Path(right).suffix.lower() in IMAGE_SUFFIXES:
+            return Path(left), Path(right)
+    return Path(spec), None
+
+
+def _check_output(out: Path) -> None:
+    from ..io import IMAGE_SUFFIXES
+
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise LatentcompError(f"--out {out} must end in one of {', '.join(IMAGE_SUFFIXES)}")
+    if out.is_dir():
+        raise LatentcompError(f"--out {out} is a folder; give a file name such as {out / 'out.png'}")
+
+
+def _side(out: Path, tag: str) -> Path:
+    return out.with_name(f"{out.stem}_{tag}{out.suffix}")
+
+
+def _load_pair(image: Path, mask: Path | None, pipe, what: str, allow_empty: bool = False):
+    """Load an image (and its mask) at the pipeline's size; an RGBA image without a mask gives its alpha."""
+    from .. import io
+
+    img, alpha = io.load_image(image, size=pipe.resolution, channels=pipe.channels, with_alpha=True, what=what)
+    if mask is not None:
+        w, h = io.image_size(image)
+        m = io.load_mask(mask, size=pipe.resolution, image_hw=(h, w), allow_empty=allow_empty,
+                         what=f"{what} mask")  # fmt: skip
+    elif alpha is not None:
+        if alpha.sum() == 0:
+            raise LatentcompError(f"{what} {image} is fully transparent; nothing of it can be used")
+        io.print_notice(f"{what} {image}: no mask given, its transparency is used as the mask")
+        m = alpha
+    else:
+        m = None
+    return img, m
+
+
+def compose(
+    model: str = typer.Option("toyfaces", help=MODEL_HELP),
+    part: list[str] = typer.Option(
+        ..., help="IMAGE[:MASK], repeatable, pasted in order (later on top). Without a mask the whole image "
+        "counts (or its transparency, for RGBA images). White mask pixels = the part."
+    ),
+    out: Path = typer.Option(..., help="Output image (.png, .jpg, .webp)."),
+    refine: int = typer.Option(0, help="Latent refinement steps after the regressor (0 = off)."),
+    refine_method: str = typer.Option("adam", help="Refinement optimiser: adam or lbfgs."),
+    finetune: int = typer.Option(0, help="Per-input regressor fine-tuning steps first (0 = off)."),
+    paste: bool = typer.Option(False, help="Paste the known pixels of the collage back onto the output."),
+    save_inputs: bool = typer.Option(False, help="Also write OUT_collage and OUT_mask next to the output."),
+    seed: int = typer.Option(0, help="Seed for fine-tuning masks."),
+    device: str = typer.Option(None, help="Torch device, e.g. cpu or cuda [default: cpu]."),
+):
+    """Paste parts of several images into a collage and turn it into one coherent image."""
+    from .. import io
+
+    _check_output(out)
+    pipe = _pipe(model, device)
+    imgs, masks = [], []
+    for i, spec in enumerate(part):
+        path, mpath = split_part(spec)
+        img, m = _load_pair(path, mpath, pipe, f"part {i + 1} image")
+        imgs.append(img)
+        masks.append(m)
+    res = pipe.compose(imgs, masks, refine=refine, refine_method=refine_method, finetune=finetune, paste=paste,
+                       seed=seed)  # fmt: skip
+    io.save_image(res.image[0], out)
+    extra = ""
+    if save_inputs:
+        io.save_image(res.collage[0], _side(out, "collage"))
+        io.save_mask(res.mask[0], _side(out, "mask"))
+        extra = f" (+ {_side(out, 'collage').name}, {_side(out, 'mask').name})"
+    print(f"wrote {out}{extra}: {len(part)} parts, {float(res.mask.mean()) * 100:.0f}% known, "
+          f"known-pixel L1 {float(res.known_error[0]):.4f}, {res.seconds:.2f} s")  # fmt: skip
+
+
+def inpaint(
+    model: str = typer.Option("toyfaces", help=MODEL_HELP),
+    image: Path = typer.Option(..., help="Image file, or a folder of images (batch mode)."),
+    mask: Path = typer.Option(
+        ..., help="Mask file (white = keep, black = fill in), or a folder of masks matched by file name."
+    ),
+    out: Path = typer.Option(..., help="Output file (single image) or folder (batch mode; names are kept)."),
+    n: int = typer.Option(1, help="Completions per image; with n > 1 outputs are NAME_k0 ... NAME_k{n-1}."),
+    seed: int = typer.Option(0, help="Seed of the completions."),
+    method: str = typer.Option("auto", help="Multimodal method: auto, fill or style (w+ models)."),
+    paste: bool = typer.Option(False, help="Keep the known pixels exactly (paste them back)."),
+    refine: int = typer.Option(0, help="Latent refinement steps (0 = off)."),
+    batch: int = typer.Option(32, help="Images per forward pass in batch mode."),
+    device: str = typer.Option(None, help="Torch device [default: cpu]."),
+):
+    """Complete the hidden region of an image (or of every image in a folder); several samples with --n."""
+    import torch
+
+    from .. import io
+
+    pairs = io.match_images_masks(image, mask)
+    folder_mode = image.is_dir()
+    if folder_mode:
+        if out.exists() and not out.is_dir():
+            raise LatentcompError(f"--out {out} must be a folder when --image is a folder")
+    else:
+        _check_output(out)
+    if n < 1:
+        raise LatentcompError(f"--n must be at least 1; got {n}")
+    pipe = _pipe(model, device)
+    loaded = []
+    for img_path, mask_path in pairs:
+        img, m = _load_pair(img_path, mask_path, pipe, "image")
+        if m is not None and bool((m == 1).all()):
+            io.print_notice(f"mask {mask_path} keeps every pixel; the output is a reconstruction")
+        loaded.append((img_path, img, m))
+    written, divs, errs = 0, [], []
+    for start in range(0, len(loaded), max(1, batch)):
+        chunk = loaded[start : start + batch]
+        x = torch.cat([c[1] for c in chunk])
+        m = torch.cat([c[2] if c[2] is not None else torch.ones_like(c[1][:, :1]) for c in chunk])
+        res = pipe.inpaint(x, m, n=n, seed=seed, method=method, paste=paste, refine=refine)
+        for i, (path, _, _) in enumerate(chunk):
+            for k in range(n):
+                if folder_mode:
+                    name = path.name if n == 1 else f"{path.stem}_k{k}{path.suffix}"
+                    target = out / name
+                else:
+                    target = out if n == 1 else _side(out, f"k{k}")
+                io.save_image(res.images[i, k], target)
+                written += 1
+        divs += [float(v) for v in res.diversity]
+        errs += [float(v) for v in res.known_error.mean(1)]
+    where = out if folder_mode or n == 1 else f"{_side(out, 'k0')} ... {_side(out, f'k{n - 1}').name}"
+    msg = f"wrote {written} image(s) to {where}: known-pixel L1 {sum(errs) / len(errs):.4f}"
+    if n > 1:
+        msg += f", diversity (pairwise L1 in the hidden region) {sum(divs) / len(divs):.4f}"
+    print(msg)
+
+
+def edit(
+    model: str = typer.Option("toyfaces", help=MODEL_HELP),
+    image: Path = typer.Option(..., help="Target image to edit."),
+    example: Path = typer.Option(..., help="Example image showing the wanted content."),
+    region: Path = typer.Option(..., help="Mask: white where the example's content should go."),
+    out: Path = typer.Option(..., help="Output image."),
+    refine: int = typer.Option(0, help="Latent refinement steps (0 = off)."),
+    paste: bool = typer.Option(False, help="Keep the target's pixels outside the region exactly."),
+    save_inputs: bool = typer.Option(False, help="Also write OUT_collage next to the output."),
+    device: str = typer.Option(None, help="Torch device [default: cpu]."),
+):
+    """Edit by example: transfer what the example shows inside the region onto the target."""
+    from .. import io
+
+    _check_output(out)
+    pipe = _pipe(model, device)
+    tgt = io.load_image(image, size=pipe.resolution, channels=pipe.channels, what="target image")
+    ex = io.load_image(example, size=pipe.resolution, channels=pipe.channels, what="example image")
+    w, h = io.image_size(image)
+    r = io.load_mask(region, size=pipe.resolution, image_hw=(h, w), what="region mask")
+    res = pipe.edit(tgt, ex, r, refine=refine, paste=paste)
+    io.save_image(res.image[0], out)
+    if save_inputs:
+        io.save_image(res.collage[0], _side(out, "collage"))
+    print(f"wrote {out}: region {float(r.mean()) * 100:.0f}% of the image, {res.seconds:.2f} s")
+
+
+def demo(
+    out: Path = typer.Option(Path("out/demo"), help="Output folder for index.html and its images."),
+    quick: bool = typer.Option(False, help="A smaller, faster page (one model, fewer images)."),
+    model: list[str] = typer.Option(
+        None, help="Model(s) to show instead of the bundled toyfaces-dcgan and toyfaces-stylegan2."
+    ),
+    seed: int = typer.Option(0, help="Seed of every random choice."),
+):
+    """Write an HTML page that shows collages, completions and edits on the bundled models."""
+    import sys
+    import time
+
+    from ..edit.demo import run_demo
+
+    t0 = time.perf_counter()
+    page = run_demo(out, quick=quick, models=model or None, seed=seed,
+                    log=lambda s: print(s, file=sys.stderr))  # fmt: skip
+    print(f"demo page: {page} ({time.perf_counter() - t0:.1f} s)")
 
 
 def register(app) -> None:
-    pass
+    app.command("compose")(compose)
+    app.command("inpaint")(inpaint)
+    app.command("edit")(edit)
+    app.command("demo")(demo)

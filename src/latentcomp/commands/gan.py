@@ -1,5 +1,50 @@
-"""Placeholder: commands registered by a later change."""
+"""`latentcomp gan train`: train the small GANs of the embedded default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+gan_app = typer.Typer(help="Train GANs (the embedded default's generators).", no_args_is_help=True)
 
 
-def register(app) -> None:
-    pass
+@gan_app.command("train")
+def train(
+    out: Path = typer.Option(..., help="Run folder (checkpoint.pt, generator.safetensors, tb/, samples.png)."),
+    data: str = typer.Option("toyfaces", help="toyfaces, mnist (../shared/real/mnist or $LATENTCOMP_MNIST) "
+                             "or an image folder."),
+    arch: str = typer.Option("dcgan", help="dcgan or stylegan2."),
+    resolution: int = typer.Option(64, help="Output resolution."),
+    steps: int = typer.Option(10000, help="Total training steps (with --resume: the new total)."),
+    batch: int = typer.Option(32, help="Batch size."),
+    lr: float = typer.Option(None, help="Learning rate (default 0.002 for stylegan2, 0.0002 for dcgan)."),
+    width: int = typer.Option(32, help="Base channel width of G and D."),
+    z_dim: int = typer.Option(128, help="Latent size (also the w size for stylegan2)."),
+    r1_gamma: float = typer.Option(0.1, help="R1 penalty weight on real images."),
+    pool_size: int = typer.Option(20000, help="toyfaces: number of distinct renders to train on."),
+    seed: int = typer.Option(0, help="Seed for data, init and sampling."),
+    checkpoint_every: int = typer.Option(250, help="Steps between (atomic) checkpoints."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
+    threads: int = typer.Option(0, help="torch threads (0 = torch's default)."),
+):
+    """Train a GAN; the EMA generator is exported to OUT/generator.safetensors for `load_generator`."""
+    import torch
+
+    from ..training.gan import GANConfig, GANTrainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    if lr is None:
+        lr = 0.002 if arch == "stylegan2" else 0.0002
+    cfg = GANConfig(data=data, arch=arch, resolution=resolution, steps=steps, batch=batch, seed=seed, lr=lr,
+                    r1_gamma=r1_gamma, pool_size=pool_size, z_dim=z_dim, width=width,
+                    checkpoint_every=checkpoint_every, device=device)
+    trainer = GANTrainer(cfg, out, resume=resume)
+    trainer.train()
+    typer.echo(f"done: {trainer.step} steps; generator at {out / 'generator.safetensors'}; samples {out / 'samples.png'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(gan_app, name="gan")

@@ -1,5 +1,143 @@
-"""Placeholder: commands registered by a later change."""
+"""`latentcomp regressor train|info|export`: train masked latent regressors and manage their files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+regressor_app = typer.Typer(help="Train and inspect latent regressors (masked image -> latent).",
+                            no_args_is_help=True)  # fmt: skip
 
 
-def register(app) -> None:
-    pass
+@regressor_app.command("train")
+def train(
+    generator: str | None = typer.Option(
+        None, help="Generator spec, e.g. builtin:toyfaces-dcgan, stylegan2:/ckpt.pt, python:my_gen.py:build."
+    ),
+    out: Path = typer.Option(..., help="Run folder: config.json, best/last.safetensors, state.pt, tb/."),
+    space: str | None = typer.Option(
+        None, help="Latent space of the head: z, w or w+ [default: w+ where the generator has it, else z]."
+    ),
+    backbone: str | None = typer.Option(
+        None,
+        help="small, resnet18 or resnet34 [default: small up to 64 px, resnet18 up to 256, resnet34 above].",
+    ),
+    steps: int | None = typer.Option(
+        None, help="Total steps (with --resume: the new total) [default: 10000]."
+    ),
+    batch: int | None = typer.Option(
+        None, help="Batch per process; global = processes x batch [default: 16]."
+    ),
+    lr: float | None = typer.Option(None, help="Adam learning rate (betas 0.5, 0.999) [default: 1e-4]."),
+    mask_kind: str | None = typer.Option(
+        None,
+        help="noise (the paper's sampler), rect, parts (toyfaces part "
+        "masks via the analyzer) or none [default: noise].",
+    ),
+    unmasked_fraction: float | None = typer.Option(None, help="Fraction of fully known inputs [default: 0]."),
+    real: Path | None = typer.Option(None, help="Folder of real images to mix in (no latent loss on them)."),
+    real_fraction: float | None = typer.Option(
+        None, help="Fraction of each batch taken from --real [default: 0]."
+    ),
+    lpips: str | None = typer.Option(
+        None,
+        help="Perceptual loss: alex, vgg or none [default: alex]; needs "
+        "torchvision ImageNet weights in the torch hub cache or --lpips-weights.",
+    ),
+    lpips_weights: Path | None = typer.Option(None, help="ImageNet AlexNet/VGG16 state dict for LPIPS."),
+    w_mse: float | None = typer.Option(None, help="Weight of the image MSE [default: 1]."),
+    w_lpips: float | None = typer.Option(None, help="Weight of LPIPS [default: 1]."),
+    w_latent: float | None = typer.Option(None, help="Weight of the latent loss [default: 1]."),
+    eval_every: int | None = typer.Option(
+        None, help="Steps between test evaluations + checkpoints [default: 500]."
+    ),
+    test_size: int | None = typer.Option(None, help="Held-out test samples (fixed seed) [default: 64]."),
+    seed: int | None = typer.Option(None, help="Seed of init, latents, masks and test set [default: 0]."),
+    input_size: int | None = typer.Option(
+        None, help="Backbone working size [default: min(res, 64) for small, min(res, 256) for resnets]."
+    ),
+    rgb_only: bool = typer.Option(
+        False, "--rgb-only", help="RGB input without the mask channel (for comparison)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out exactly where it stopped."
+    ),
+    device: str | None = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda if available]."),
+    threads: int = typer.Option(0, help="torch threads per process (0 = torch's default)."),
+    no_tensorboard: bool = typer.Option(False, "--no-tensorboard", help="Skip TensorBoard logs."),
+):
+    """Train a regressor on the generator's own samples (z ~ prior, x = G(z)), masked as in the paper.
+
+    Under `torchrun --nproc-per-node N` the same command trains with DDP (gloo on CPU, nccl on CUDA).
+    """
+    import torch
+
+    from ..training.regressor import TrainConfig, train_regressor
+
+    if threads:
+        torch.set_num_threads(threads)
+    given = {
+        "generator": generator, "space": space, "backbone": backbone, "steps": steps, "batch": batch,
+        "lr": lr,
+        "mask_kind": mask_kind, "unmasked_fraction": unmasked_fraction,
+        "real": str(real) if real else None, "real_fraction": real_fraction, "lpips": lpips,
+        "lpips_weights": str(lpips_weights) if lpips_weights else None, "w_mse": w_mse, "w_lpips": w_lpips,
+        "w_latent": w_latent, "eval_every": eval_every, "test_size": test_size, "seed": seed,
+        "input_size": input_size, "device": device,
+    }  # fmt: skip
+    given = {k: v for k, v in given.items() if v is not None}
+    if rgb_only:
+        given["rgb_only"] = True
+    base: dict = {}
+    cfg_file = out / "config.json"
+    if resume and (out / "state.pt").is_file() and cfg_file.is_file():
+        base = json.loads(cfg_file.read_text()).get("train", {})
+    cfg = TrainConfig.from_dict({**base, **given, "out": str(out), "resume": resume,
+                                 "tensorboard": not no_tensorboard})  # fmt: skip
+    result = train_regressor(cfg)
+    if result.step and result.best_test_loss < float("inf"):
+        typer.echo(f"done: step {result.step}, best test loss {result.best_test_loss:.4f}; model: {out}")
+
+
+@regressor_app.command("info")
+def info(model: str = typer.Argument(..., help="Run folder, .safetensors file or builtin:NAME.")):
+    """Print a regressor's config (generator spec, space, backbone) and, for a run, its test history."""
+    from ..regressors import load_regressor, resolve_regressor_file
+
+    reg = load_regressor(model)
+    typer.echo(f"weights: {resolve_regressor_file(model)}")
+    typer.echo(json.dumps(reg.config, indent=2))
+    typer.echo(f"parameters: {sum(p.numel() for p in reg.parameters()):,}")
+    metrics = Path(model) / "metrics.json"
+    if metrics.is_file():
+        m = json.loads(metrics.read_text())
+        typer.echo(
+            f"step {m['step']}, best test loss {m['best_test_loss']:.4f}, train time {m['wall_s']:.0f} s"
+        )
+
+
+@regressor_app.command("export")
+def export(
+    model: str = typer.Argument(..., help="Run folder, .safetensors file or builtin:NAME."),
+    dest: Path = typer.Argument(..., help="Output path without suffix: writes DEST.safetensors + DEST.json."),
+    half: bool = typer.Option(
+        False, "--half", help="Store float16 weights (half the size; loads as float32)."
+    ),
+):
+    """Write a self-contained copy (weights + JSON config) of a regressor, e.g. for bundling."""
+    from ..regressors import load_regressor, save_regressor
+
+    reg = load_regressor(model)
+    extra = {}
+    metrics = Path(model) / "metrics.json"
+    if metrics.is_file():
+        m = json.loads(metrics.read_text())
+        extra = {"step": m.get("step"), "best_test_loss": m.get("best_test_loss")}
+    path = save_regressor(reg, dest, extra=extra, half=half)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(regressor_app, name="regressor")

@@ -101,7 +101,8 @@ def sample_cmd(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     images = sample_images(generator, n=n, seed=seed, space=space, truncation=truncation, device=device)
     path = save_grid(images, out, nrow=nrow)
-    typer.echo(f"wrote {path} ({images.shape[0]} images, {images.shape[1]}x{images.shape[2]}x{images.shape[3]})")
+    n_img, c, h, w = images.shape
+    typer.echo(f"wrote {path} ({n_img} images, {c}x{h}x{w})")
 
 
 def register(app) -> None:

@@ -96,6 +96,21 @@ def _segment(x, y, ax, ay, bx, by, r):
     return torch.sqrt((px - vx * h) ** 2 + (py - vy * h) ** 2) - r
 
 
+def _uniform_hash(seed: int, index: np.ndarray, count: int) -> np.ndarray:
+    """Uniform [0, 1) numbers for (seed, index, k), k < count: splitmix64 of a combined counter.
+
+    Vectorised and stateless, so image i's parameters never depend on which other indices are drawn.
+    """
+    with np.errstate(over="ignore"):
+        k = np.arange(count, dtype=np.uint64)
+        x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) ^ (index.astype(np.uint64)[:, None] * np.uint64(
+            0xBF58476D1CE4E5B9)) ^ (k[None, :] * np.uint64(0x94D049BB133111EB))
+        for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            x = (x ^ (x >> np.uint64(shift))) * np.uint64(mult)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
 def _coverage(sdf, pixel):
     """Fraction of a pixel inside the shape, from the signed distance (analytic anti-aliasing)."""
     return (0.5 - sdf / pixel).clamp(0, 1)
@@ -126,16 +141,16 @@ class ToyFaces(torch.utils.data.Dataset):
 
     # ---- parameters ----
     def sample_params(self, indices) -> dict[str, torch.Tensor]:
-        """Attributes and continuous variation for each index, from a per-(seed, index) RNG."""
-        rows = []
-        for i in indices:
-            if int(i) < 0:
-                raise LatentcompError(f"toyfaces index {i} is negative; indices are >= 0")
-            rng = np.random.default_rng([self.seed, int(i)])
-            cats = [rng.integers(len(v)) for v in ATTRIBUTES.values()]
-            cont = rng.uniform(-1, 1, size=8)
-            rows.append(np.concatenate([cats, cont]))
-        arr = torch.tensor(np.array(rows), dtype=torch.float32)
+        """Attributes and continuous variation for each index, from a counter-based hash of (seed, index)."""
+        idx = np.asarray(list(indices), dtype=np.int64).reshape(-1)
+        if (idx < 0).any():
+            raise LatentcompError(f"toyfaces indices must be >= 0, got {int(idx.min())}")
+        n_attr = len(ATTRIBUTES)
+        u = _uniform_hash(self.seed, idx, n_attr + 8)  # (N, n_attr + 8) in [0, 1)
+        sizes = np.array([len(v) for v in ATTRIBUTES.values()])
+        cats = np.floor(u[:, :n_attr] * sizes).astype(np.float32)
+        rows = np.concatenate([cats, u[:, n_attr:] * 2 - 1], axis=1)
+        arr = torch.from_numpy(rows.astype(np.float32))
         n_attr = len(ATTRIBUTES)
         params = {name: arr[:, k].long() for k, name in enumerate(ATTRIBUTES)}
         c = arr[:, n_attr:]
@@ -160,7 +175,10 @@ class ToyFaces(torch.utils.data.Dataset):
             if name not in params:
                 raise LatentcompError(f"unknown toyfaces parameter {name!r}; known: {', '.join(params)}")
             params[name] = torch.full_like(params[name], value)
-        img, parts = self.render(params)
+        # chunks of 128 keep the temporaries in cache; larger batches are slower per image
+        chunks = [self.render({k: v[i : i + 128] for k, v in params.items()}) for i in range(0, len(params["cx"]), 128)]
+        img = torch.cat([c[0] for c in chunks])
+        parts = torch.cat([c[1] for c in chunks])
         return img, parts, self.attributes_of(params)
 
     # ---- drawing ----

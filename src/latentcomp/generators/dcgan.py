@@ -59,7 +59,9 @@ class DCGANNet(nn.Module):
 
     @property
     def config(self) -> dict:
-        return {"format": FORMAT, "nz": self.nz, "ngf": self.ngf, "nc": self.nc, "resolution": self.resolution}
+        return {
+            "format": FORMAT, "nz": self.nz, "ngf": self.ngf, "nc": self.nc, "resolution": self.resolution
+        }
 
     def reset_parameters_dcgan(self, generator: torch.Generator | None = None) -> DCGANNet:
         """The DCGAN paper's init: conv weights N(0, 0.02), BN weights N(1, 0.02), BN bias 0."""
@@ -82,7 +84,8 @@ def _n_convs_for(resolution: int) -> int:
     k = math.log2(resolution / 4) if resolution > 0 else -1
     if resolution < 8 or k != int(k):
         raise LatentcompError(
-            f"DCGAN resolution {resolution} is not supported; accepted: 4 * 2**k with k >= 1 (8, 16, 32, 64, ...)"
+            f"DCGAN resolution {resolution} is not supported; "
+            "accepted: 4 * 2**k with k >= 1 (8, 16, 32, 64, ...)"
         )
     return int(k) + 1
 
@@ -93,13 +96,15 @@ def _n_convs_for(resolution: int) -> int:
 def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, nn.Module):  # pragma: no cover - safe_load never builds modules
         obj = obj.state_dict()
-    if isinstance(obj, dict):
+    if isinstance(obj, dict) and not isinstance(obj.get("main.0.weight"), torch.Tensor):
         for key in ("netG", "generator", "state_dict", "model"):
-            if key in obj and isinstance(obj[key], dict) and not isinstance(obj.get("main.0.weight"), torch.Tensor):
+            if key in obj and isinstance(obj[key], dict):
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise LatentcompError(f"{path}: not a DCGAN state dict (expected a dict of tensors with keys main.N.*)")
+        raise LatentcompError(
+            f"{path}: not a DCGAN state dict (expected a dict of tensors with keys main.N.*)"
+        )
     sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
@@ -191,7 +196,7 @@ def load_dcgan_net(path: str | Path) -> DCGANNet:
 
 
 def save_dcgan(net: DCGANNet, path: str | Path, extra: dict | None = None) -> Path:
-    """Write `path` (.safetensors, config also in its metadata) and `path.with_suffix('.json')`, atomically."""
+    """Write `path` (.safetensors, config also in its metadata) and `path.with_suffix('.json')` atomically."""
     from safetensors.torch import save_file
 
     path = Path(path)

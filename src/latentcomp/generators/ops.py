@@ -36,6 +36,24 @@ def _pad4(pad: Sequence[int]) -> tuple[int, int, int, int]:
     raise ValueError(f"pad must have 2 or 4 entries, got {pad}")
 
 
+def _filter2d(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Valid cross-correlation of (M, 1, H, W) with a small (kh, kw) kernel, as shifted multiply-adds.
+
+    Equivalent to F.conv2d(x, weight[None, None]); written as slices because a one-channel conv2d (and
+    above all its backward) is very slow on CPU, while these elementwise ops are fast on any device.
+    A separable kernel (all FIR kernels StyleGAN2 uses) takes two 1-D passes.
+    """
+    kh, kw = weight.shape
+    h, w = x.shape[2] - kh + 1, x.shape[3] - kw + 1
+    col, row = weight.sum(1), weight.sum(0)
+    total = weight.sum()
+    if total.abs() > 0 and torch.allclose(torch.outer(col, row) / total, weight, atol=1e-6):
+        row = row / total
+        tmp = sum(row[j] * x[:, :, :, j : j + w] for j in range(kw))
+        return sum(col[i] * tmp[:, :, i : i + h, :] for i in range(kh))
+    return sum(weight[i, j] * x[:, :, i : i + h, j : j + w] for i in range(kh) for j in range(kw))
+
+
 def upfirdn2d(
     x: torch.Tensor,
     kernel: torch.Tensor,
@@ -66,8 +84,7 @@ def upfirdn2d(
         max(-x0, 0) : out.shape[3] - max(-x1, 0),
     ]
     kernel = kernel.to(dtype=out.dtype, device=out.device)
-    weight = torch.flip(kernel, [0, 1]).reshape(1, 1, *kernel.shape)
-    out = F.conv2d(out, weight)
+    out = _filter2d(out, torch.flip(kernel, [0, 1]))
     out = out[:, :, ::downy, ::downx]
     return out.reshape(n, c, out.shape[2], out.shape[3])
 
@@ -130,7 +147,9 @@ class EqualLinear(nn.Module):
 class EqualConv2d(nn.Module):
     """Conv2d with equalized lr (weight scaled by 1/sqrt(in*k*k) at run time)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0, bias=True):
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0, bias=True
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel_size, kernel_size))
         self.scale = 1 / math.sqrt(in_ch * kernel_size**2)
@@ -143,7 +162,7 @@ class EqualConv2d(nn.Module):
 
 
 class Blur(nn.Module):
-    """FIR filter with padding (buffer `kernel`, multiplied by upsample_factor**2 when used after upsampling)."""
+    """FIR filter with padding (buffer `kernel`, times upsample_factor**2 when used after upsampling)."""
 
     def __init__(self, kernel: Sequence[float], pad: tuple[int, int], upsample_factor: int = 1):
         super().__init__()
@@ -207,6 +226,28 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
 
+    #: fused = per-sample weights in one grouped conv (the reference formulation). The unfused path
+    #: scales activations instead (x * s, shared-weight conv, * demod): the same maths, and several
+    #: times faster on CPU because grouped-conv backward is slow there, so it is the default.
+    fused = False
+
+    def _forward_unfused(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        batch, in_ch = x.shape[:2]
+        s = self.modulation(style)  # (N, in)
+        weight = self.scale * self.weight[0]  # (out, in, k, k)
+        x = x * s.view(batch, in_ch, 1, 1)
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), padding=0, stride=2))
+        elif self.downsample:
+            out = F.conv2d(self.blur(x), weight, padding=0, stride=2)
+        else:
+            out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            # sum over in, k, k of (w * s)^2 = (w^2 summed over k, k) @ s^2
+            demod = torch.rsqrt(s.pow(2) @ weight.pow(2).sum([2, 3]).t() + self.eps)  # (N, out)
+            out = out * demod.view(batch, self.out_channel, 1, 1)
+        return out
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channel}, {self.out_channel}, k={self.kernel_size}, up={self.upsample}, "
@@ -214,6 +255,8 @@ class ModulatedConv2d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        if not self.fused:
+            return self._forward_unfused(x, style)
         batch, in_ch, height, width = x.shape
         s = self.modulation(style).view(batch, 1, in_ch, 1, 1)
         weight = self.scale * self.weight * s  # (N, out, in, k, k)

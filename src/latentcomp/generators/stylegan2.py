@@ -8,20 +8,33 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .ops import EqualLinear, FusedLeakyReLU, ModulatedConv2d, Upsample
+from ..errors import LatentcompError
+from .base import Generator
+from .ops import Blur, EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d, Upsample
+from .registry import register_kind
 
 
 def default_channels(size: int, channel_multiplier: int = 2) -> dict[int, int]:
     """rosinality's per-resolution widths for resolutions 4..size."""
     cm = channel_multiplier
-    table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm, 512: 32 * cm,
-             1024: 16 * cm}
+    table = {
+        4: 512,
+        8: 512,
+        16: 512,
+        32: 512,
+        64: 256 * cm,
+        128: 128 * cm,
+        256: 64 * cm,
+        512: 32 * cm,
+        1024: 16 * cm,
+    }
     return {r: table[r] for r in table if r <= size}
 
 
@@ -55,8 +68,9 @@ class StyledConv(nn.Module):
 
     def __init__(self, in_ch, out_ch, kernel_size, style_dim, upsample=False, blur_kernel=(1, 3, 3, 1)):
         super().__init__()
-        self.conv = ModulatedConv2d(in_ch, out_ch, kernel_size, style_dim, upsample=upsample,
-                                    blur_kernel=blur_kernel)
+        self.conv = ModulatedConv2d(
+            in_ch, out_ch, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel
+        )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_ch)
 
@@ -65,7 +79,7 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    """1x1 modulated conv (no demodulation) + bias, plus the upsampled skip. Keys: conv.*, bias, upsample.kernel."""
+    """1x1 modulated conv (no demodulation) + bias + upsampled skip. Keys: conv.*, bias, upsample.kernel."""
 
     def __init__(self, in_ch, style_dim, img_channels=3, upsample=True, blur_kernel=(1, 3, 3, 1)):
         super().__init__()
@@ -109,7 +123,9 @@ class StyleGAN2Net(nn.Module):
             chans = {int(k): int(v) for k, v in channels.items()}
             missing = [2**i for i in range(2, log_size + 1) if 2**i not in chans]
             if missing:
-                raise ValueError(f"channels must give a width for every resolution 4..{size}; missing {missing}")
+                raise ValueError(
+                    f"channels must give a width for every resolution 4..{size}; missing {missing}"
+                )
         self.size = size
         self.log_size = log_size
         self.style_dim = style_dim
@@ -123,7 +139,10 @@ class StyleGAN2Net(nn.Module):
 
         self.style = nn.Sequential(
             PixelNorm(),
-            *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)],
+            *[
+                EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu")
+                for _ in range(n_mlp)
+            ],
         )
         c4 = self.channels[4]
         self.input = ConstantInput(c4)
@@ -170,15 +189,25 @@ class StyleGAN2Net(nn.Module):
 
     def make_noise(self, batch: int = 1, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         dev = self.input.input.device
-        return [torch.randn(batch, 1, *getattr(self.noises, f"noise_{i}").shape[2:], generator=generator).to(dev)
-                for i in range(self.num_layers)]
+        return [
+            torch.randn(batch, 1, *getattr(self.noises, f"noise_{i}").shape[2:], generator=generator).to(dev)
+            for i in range(self.num_layers)
+        ]
 
     def _noise(self, noise_mode: str, batch: int, ref: torch.Tensor) -> list[torch.Tensor | None]:
         if noise_mode == "const":
             return [getattr(self.noises, f"noise_{i}").to(ref.dtype) for i in range(self.num_layers)]
         if noise_mode == "random":
-            return [torch.randn(batch, 1, *getattr(self.noises, f"noise_{i}").shape[2:], device=ref.device,
-                                dtype=ref.dtype) for i in range(self.num_layers)]
+            return [
+                torch.randn(
+                    batch,
+                    1,
+                    *getattr(self.noises, f"noise_{i}").shape[2:],
+                    device=ref.device,
+                    dtype=ref.dtype,
+                )
+                for i in range(self.num_layers)
+            ]
         if noise_mode == "none":
             return [None] * self.num_layers
         raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
@@ -218,7 +247,9 @@ class StyleGAN2Net(nn.Module):
             i += 2
         return (skip, feats) if return_features else skip
 
-    def truncate(self, w: torch.Tensor, truncation: float, truncation_latent: torch.Tensor | None) -> torch.Tensor:
+    def truncate(
+        self, w: torch.Tensor, truncation: float, truncation_latent: torch.Tensor | None
+    ) -> torch.Tensor:
         if truncation == 1:
             return w
         if truncation_latent is None:
@@ -256,13 +287,100 @@ class StyleGAN2Net(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
+# discriminator (rosinality layout), for training the bundled models
+class ConvLayer(nn.Sequential):
+    """[Blur] -> EqualConv2d -> [FusedLeakyReLU]; keys `0.*`, `1.*`, `2.*` as in rosinality."""
+
+    def __init__(
+        self, in_ch, out_ch, kernel_size, downsample=False, blur_kernel=(1, 3, 3, 1), bias=True, activate=True
+    ):
+        layers: list[nn.Module] = []
+        if downsample:
+            p = (len(blur_kernel) - 2) + (kernel_size - 1)
+            layers.append(Blur(blur_kernel, pad=((p + 1) // 2, p // 2)))
+            stride, padding = 2, 0
+        else:
+            stride, padding = 1, kernel_size // 2
+        layers.append(
+            EqualConv2d(
+                in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=bias and not activate
+            )
+        )
+        if activate:
+            layers.append(FusedLeakyReLU(out_ch))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch, out_ch, blur_kernel=(1, 3, 3, 1)):
+        super().__init__()
+        self.conv1 = ConvLayer(in_ch, in_ch, 3)
+        self.conv2 = ConvLayer(in_ch, out_ch, 3, downsample=True, blur_kernel=blur_kernel)
+        self.skip = ConvLayer(
+            in_ch, out_ch, 1, downsample=True, blur_kernel=blur_kernel, activate=False, bias=False
+        )
+
+    def forward(self, x):
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+
+
+class StyleGAN2Discriminator(nn.Module):
+    """Residual StyleGAN2 discriminator (rosinality keys: convs.*, final_conv.*, final_linear.*).
+
+    x (N, img_channels, size, size) -> logits (N, 1). `channels` as in StyleGAN2Net.
+    Minibatch-stddev groups of up to 4 (the largest divisor of N that is <= 4).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        channels: dict[int, int] | None = None,
+        channel_multiplier: int = 2,
+        img_channels: int = 3,
+        blur_kernel: Sequence[float] = (1, 3, 3, 1),
+    ):
+        super().__init__()
+        log_size = int(round(math.log2(size)))
+        if size < 4 or 2**log_size != size:
+            raise ValueError(f"size must be a power of two >= 4, got {size}")
+        chans = (
+            default_channels(size, channel_multiplier)
+            if channels is None
+            else {int(k): int(v) for k, v in channels.items()}
+        )
+        convs: list[nn.Module] = [ConvLayer(img_channels, chans[size], 1)]
+        in_ch = chans[size]
+        for i in range(log_size, 2, -1):
+            out_ch = chans[2 ** (i - 1)]
+            convs.append(ResBlock(in_ch, out_ch, blur_kernel))
+            in_ch = out_ch
+        self.convs = nn.Sequential(*convs)
+        self.stddev_group = 4
+        self.stddev_feat = 1
+        self.final_conv = ConvLayer(in_ch + 1, chans[4], 3)
+        self.final_linear = nn.Sequential(
+            EqualLinear(chans[4] * 4 * 4, chans[4], activation="fused_lrelu"), EqualLinear(chans[4], 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.convs(x)
+        batch, c, h, w = out.shape
+        group = max(g for g in range(1, min(batch, self.stddev_group) + 1) if batch % g == 0)
+        s = out.view(group, -1, self.stddev_feat, c // self.stddev_feat, h, w)
+        s = torch.sqrt(s.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
+        s = s.repeat(group, 1, h, w)
+        out = self.final_conv(torch.cat([out, s], 1))
+        return self.final_linear(out.view(batch, -1))
+
+
+# --------------------------------------------------------------------------------------------------
 # our own on-disk format: safetensors weights + JSON config
 FORMAT_NAME = "latentcomp-stylegan2"
 FORMAT_VERSION = 1
 
 
 def _format_paths(path) -> tuple[Path, Path]:
-    """A folder -> (folder/generator.safetensors, folder/generator.json); X.safetensors -> (X.safetensors, X.json)."""
+    """folder -> folder/generator.{safetensors,json}; X.safetensors -> (X.safetensors, X.json)."""
     p = Path(path).expanduser()
     if p.suffix == ".safetensors":
         return p, p.with_suffix(".json")
@@ -298,6 +416,256 @@ def save_stylegan2(
         if k in config:
             raise ValueError(f"extra_config may not override {k!r}")
         config[k] = v
-    save_file(tensors, str(weights_path), metadata={"format": FORMAT_NAME})
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    # write both files under temporary names first, then rename (a crash never leaves a half-written pair)
+    tmp_w = weights_path.with_name(weights_path.name + ".tmp")
+    tmp_c = config_path.with_name(config_path.name + ".tmp")
+    save_file(tensors, str(tmp_w), metadata={"format": FORMAT_NAME})
+    tmp_c.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp_w, weights_path)
+    os.replace(tmp_c, config_path)
     return weights_path
+
+
+# --------------------------------------------------------------------------------------------------
+# reading checkpoints (rosinality .pt and our safetensors format)
+def _strip_prefix(sd: dict, prefix: str) -> dict:
+    if sd and all(k.startswith(prefix) for k in sd):
+        return {k[len(prefix) :]: v for k, v in sd.items()}
+    return sd
+
+
+def infer_stylegan2_config(sd: dict, where: str) -> dict:
+    """Architecture (size, style_dim, n_mlp, channels, img_channels) from rosinality-layout key shapes."""
+    try:
+        mlp = sorted(int(k.split(".")[1]) for k in sd if k.startswith("style.") and k.endswith(".weight"))
+        n_rgb = len({k.split(".")[1] for k in sd if k.startswith("to_rgbs.") and k.endswith(".conv.weight")})
+        style_dim = int(sd["style.1.weight"].shape[1])
+        channels = {4: int(sd["input.input"].shape[1])}
+        for j in range(n_rgb):
+            channels[2 ** (j + 3)] = int(sd[f"convs.{2 * j}.conv.weight"].shape[1])
+        img_channels = int(sd["to_rgb1.conv.weight"].shape[1])
+    except (KeyError, IndexError, ValueError, AttributeError) as e:
+        raise LatentcompError(
+            f"{where}: not a StyleGAN2 (rosinality layout) generator state dict (problem with key {e}); "
+            "expected keys style.N.weight, input.input, conv1.*, to_rgb1.*, convs.i.*, to_rgbs.i.*"
+        ) from None
+    if mlp != list(range(1, len(mlp) + 1)):
+        raise LatentcompError(f"{where}: mapping layers style.N must be numbered 1..n_mlp, found {mlp}")
+    return {
+        "size": 2 ** (n_rgb + 2),
+        "style_dim": style_dim,
+        "n_mlp": len(mlp),
+        "channels": channels,
+        "img_channels": img_channels,
+    }
+
+
+def build_and_load(arch: dict, sd: dict, where: str) -> StyleGAN2Net:
+    """Build a StyleGAN2Net from `arch` and load `sd`, with one-line errors naming the file on mismatch."""
+    try:
+        net = StyleGAN2Net(
+            int(arch["size"]),
+            style_dim=int(arch["style_dim"]),
+            n_mlp=int(arch["n_mlp"]),
+            channels={int(k): int(v) for k, v in arch["channels"].items()},
+            img_channels=int(arch.get("img_channels", 3)),
+            lr_mlp=float(arch.get("lr_mlp", 0.01)),
+            blur_kernel=arch.get("blur_kernel", (1, 3, 3, 1)),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise LatentcompError(f"{where}: invalid StyleGAN2 architecture config {arch} ({e})") from None
+    own = net.state_dict()
+    missing = [k for k in own if k not in sd and not k.startswith("noises.")]
+    unexpected = [k for k in sd if k not in own]
+    desc = f"a {net.size}px StyleGAN2 (style_dim {net.style_dim}, n_mlp {net.n_mlp}, channels {net.channels})"
+    if missing or unexpected:
+        raise LatentcompError(
+            f"{where}: keys do not match {desc}: missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
+            f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}"
+        )
+    for k, v in sd.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise LatentcompError(
+                f"{where}: {k} has shape {tuple(v.shape)}; expected {tuple(own[k].shape)} for {desc}"
+            )
+    # checkpoints without stored noise get fixed noise from seed 0 (reproducible)
+    g = torch.Generator().manual_seed(0)
+    for k in own:
+        if k.startswith("noises.") and k not in sd:
+            own[k] = torch.randn(own[k].shape, generator=g)
+    own.update({k: v.to(own[k].dtype) for k, v in sd.items()})
+    net.load_state_dict(own)
+    return net
+
+
+def _is_own_format(p: Path) -> bool:
+    return p.is_dir() or p.suffix in (".safetensors", ".json")
+
+
+def load_stylegan2_net(path) -> tuple[StyleGAN2Net, torch.Tensor | None, dict]:
+    """Read a StyleGAN2 checkpoint -> (net, latent_avg (1, style_dim) or None, config dict).
+
+    Accepts a rosinality `.pt` ({"g_ema": sd, "latent_avg", "g", "d", "args", ...}, or a bare g_ema state
+    dict) and latentcomp's format (folder with generator.safetensors + generator.json, or X.safetensors
+    with X.json beside it). No code from the file is executed.
+    """
+    p = Path(path).expanduser()
+    if _is_own_format(p):
+        from safetensors.torch import load_file
+
+        weights_path, config_path = _format_paths(p)
+        for f in (weights_path, config_path):
+            if not f.is_file():
+                raise LatentcompError(
+                    f"StyleGAN2 file not found: {f} (latentcomp format = generator.safetensors + "
+                    "generator.json in a folder, or X.safetensors + X.json)"
+                )
+        try:
+            config = json.loads(config_path.read_text())
+            arch = config["architecture"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise LatentcompError(f"{config_path}: not a latentcomp StyleGAN2 config ({e})") from None
+        if config.get("format") != FORMAT_NAME:
+            raise LatentcompError(
+                f"{config_path}: format is {config.get('format')!r}; expected {FORMAT_NAME!r}"
+            )
+        try:
+            tensors = load_file(str(weights_path))
+        except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
+            raise LatentcompError(f"{weights_path}: cannot read safetensors ({e})") from None
+        latent_avg = tensors.pop("latent_avg", None)
+        net = build_and_load(arch, tensors, str(weights_path))
+        return net, latent_avg, config
+
+    from ..safe_pickle import safe_load
+
+    ckpt = safe_load(p, stub=("argparse.Namespace",), what="StyleGAN2 checkpoint")
+    if not isinstance(ckpt, dict):
+        raise LatentcompError(
+            f"{p}: expected a rosinality checkpoint dict with 'g_ema'; got {type(ckpt).__name__}"
+        )
+    if "g_ema" in ckpt:
+        sd, which = ckpt["g_ema"], "g_ema"
+    elif "g" in ckpt:
+        sd, which = ckpt["g"], "g"
+    elif "style.1.weight" in ckpt or any(k.endswith("style.1.weight") for k in ckpt if isinstance(k, str)):
+        sd, which = ckpt, "state_dict"
+    else:
+        keys = ", ".join(map(str, list(ckpt)[:8]))
+        raise LatentcompError(f"{p}: no 'g_ema' or 'g' generator in this checkpoint (keys: {keys})")
+    if not isinstance(sd, dict):
+        raise LatentcompError(f"{p}: '{which}' is a {type(sd).__name__}; expected a state dict")
+    sd = {
+        k: v
+        for k, v in _strip_prefix(_strip_prefix(dict(sd), "module."), "generator.").items()
+        if isinstance(v, torch.Tensor)
+    }
+    arch = infer_stylegan2_config(sd, str(p))
+    net = build_and_load(arch, sd, str(p))
+    latent_avg = ckpt.get("latent_avg") if which != "state_dict" else None
+    if latent_avg is not None:
+        if not isinstance(latent_avg, torch.Tensor) or latent_avg.numel() != net.style_dim:
+            shape = (
+                tuple(latent_avg.shape) if isinstance(latent_avg, torch.Tensor) else type(latent_avg).__name__
+            )
+            raise LatentcompError(f"{p}: latent_avg has shape {shape}; expected ({net.style_dim},)")
+        latent_avg = latent_avg.float().reshape(1, -1)
+    args = ckpt.get("args")
+    config = {"format": "rosinality", "state_dict": which, "architecture": net.config()}
+    state = getattr(args, "state", None) or getattr(args, "kwargs", None)
+    if isinstance(state, dict):
+        config["args"] = {
+            k: v for k, v in state.items() if isinstance(v, (int, float, str, bool, type(None)))
+        }
+    return net, latent_avg, config
+
+
+class StyleGAN2Generator(Generator):
+    """Frozen StyleGAN2 (`stylegan2:PATH`): spaces z, w, w+; fixed noise; output clamped to [-1, 1].
+
+    truncation: psi applied in the mapping (z -> w), towards `latent_avg` (stored in the checkpoint, or
+    the mean w of 4096 z drawn with seed 0). Latents given in w or w+ are used as they are.
+    noise_mode: "const" (default, the stored noise buffers), "random" or "none".
+    """
+
+    latent_spaces = ("z", "w", "w+")
+    prior = "normal"
+
+    def __init__(
+        self,
+        net: StyleGAN2Net,
+        latent_avg: torch.Tensor | None = None,
+        truncation: float = 1.0,
+        noise_mode: str = "const",
+        clamp: bool = True,
+        config: dict | None = None,
+    ):
+        super().__init__()
+        if noise_mode not in ("const", "random", "none"):
+            raise LatentcompError(f"noise_mode {noise_mode!r} not accepted; expected const, random or none")
+        self.net = net
+        self.latent_shape = (net.style_dim,)
+        self.resolution = net.size
+        self.channels = net.img_channels
+        self.num_ws = net.num_ws
+        self.w_dim = net.style_dim
+        self.truncation = float(truncation)
+        self.noise_mode = noise_mode
+        self.clamp = clamp
+        self.config = dict(config or {})
+        if latent_avg is None:
+            latent_avg = net.mean_latent(4096, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("latent_avg", latent_avg.detach().float().reshape(1, -1).clone())
+        self.freeze()
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        w = self.net.mapping(z)
+        if self.truncation != 1:
+            w = self.latent_avg + self.truncation * (w - self.latent_avg)
+        return w
+
+    def synthesize(self, latent: torch.Tensor, space: str) -> torch.Tensor:
+        img = self.net.synthesis(self.to_wplus(latent, space), noise_mode=self.noise_mode)
+        return img.clamp(-1, 1) if self.clamp else img
+
+    def feature_layers(self) -> dict[str, str]:
+        """conv4x4, convs.0 .. convs.K (two per resolution 8..size: the upsampling conv, then the
+        plain one), rgb4x4 .. rgb{size} (the accumulated RGB skip image at each resolution), mapping (w)."""
+        names = {"mapping": "net.style", "conv4x4": "net.conv1", "rgb4x4": "net.to_rgb1"}
+        for i in range(len(self.net.convs)):
+            names[f"convs.{i}"] = f"net.convs.{i}"
+        for j in range(len(self.net.to_rgbs)):
+            r = 2 ** (j + 3)
+            names[f"rgb{r}x{r}"] = f"net.to_rgbs.{j}"
+        return names
+
+    def layer_resolutions(self) -> dict[str, int]:
+        """Feature layer name -> spatial size of its output."""
+        out = {"conv4x4": 4, "rgb4x4": 4}
+        for i in range(len(self.net.convs)):
+            out[f"convs.{i}"] = 2 ** (i // 2 + 3)
+        for j in range(len(self.net.to_rgbs)):
+            out[f"rgb{2 ** (j + 3)}x{2 ** (j + 3)}"] = 2 ** (j + 3)
+        return out
+
+
+@register_kind("stylegan2")
+def load_stylegan2(
+    location: str,
+    truncation: float = 1.0,
+    noise_mode: str = "const",
+    clamp: bool = True,
+    **unused,
+) -> StyleGAN2Generator:
+    """`stylegan2:PATH` (rosinality .pt, a latentcomp folder, or X.safetensors + X.json)."""
+    if unused:
+        raise LatentcompError(
+            f"stylegan2: unknown option(s) {', '.join(unused)}; accepted: truncation, noise_mode, clamp"
+        )
+    p = Path(location).expanduser()
+    if not p.exists() and p.suffix not in (".safetensors", ".json"):
+        raise LatentcompError(f"StyleGAN2 checkpoint not found: {p}")
+    net, latent_avg, config = load_stylegan2_net(p)
+    return StyleGAN2Generator(
+        net, latent_avg, truncation=truncation, noise_mode=noise_mode, clamp=clamp, config=config
+    )

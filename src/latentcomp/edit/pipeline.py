@@ -1,0 +1,347 @@
+"""`Pipeline`: one object for every application (compose, inpaint, edit by example, refine, baselines).
+
+    pipe = Pipeline.from_pretrained("toyfaces")            # bundled DCGAN + its regressor
+    out = pipe.compose([a, b], [mask_a, None])              # collage -> coherent image
+    res = pipe.inpaint(img, mask, n=4, seed=0)              # 4 completions + diversity / fidelity
+    out = pipe.edit(target, example, region)                # take `region` from `example`
+
+Everything works on batched tensors: images (N, C, H, W) in [-1, 1], masks (N, 1, H, W) in {0, 1}
+(1 = known). Single images (C, H, W) are accepted and become a batch of one. The CLI, the web app and
+notebooks all call these methods; file handling lives in `latentcomp.io`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import LatentcompError
+from . import baselines, multimodal
+from .collage import as_image_batch, as_mask_batch, make_collage, paste_back
+from .refine import OptimConfig, OptimResult, finetune_regressor, masked_l1, mean_latent, optimise_latent
+
+# short names -> regressor sources (each regressor records the spec of its generator)
+PRETRAINED = {
+    "toyfaces": "builtin:toyfaces-dcgan-regressor",
+    "toyfaces-dcgan": "builtin:toyfaces-dcgan-regressor",
+    "toyfaces-stylegan2": "builtin:toyfaces-stylegan2-regressor",
+}
+
+
+@dataclass
+class ComposeResult:
+    """Output of compose / edit / reconstruct. All tensors are batches on the CPU."""
+
+    image: torch.Tensor  # (N, C, H, W) the output G(latent) (known pixels pasted back if asked)
+    collage: torch.Tensor  # (N, C, H, W) the regressor's input; hidden pixels 0
+    mask: torch.Tensor  # (N, 1, H, W) known region
+    latent: torch.Tensor  # (N, ...) in `space`
+    space: str
+    known_error: torch.Tensor  # (N,) masked L1 between output (before paste-back) and collage, known pixels
+    seconds: float  # wall time of the whole call
+    parts: list[torch.Tensor] = field(default_factory=list)  # visible mask of each part
+    raw: torch.Tensor | None = None  # G(latent) before paste-back
+
+
+@dataclass
+class InpaintResult:
+    images: torch.Tensor  # (N, K, C, H, W) completions; [:, 0] is the regressor's own (deterministic)
+    latents: torch.Tensor  # (N, K, ...)
+    input: torch.Tensor  # (N, C, H, W) image with hidden pixels 0
+    mask: torch.Tensor  # (N, 1, H, W)
+    known_error: torch.Tensor  # (N, K) masked L1 on known pixels (fidelity; lower is better)
+    diversity: torch.Tensor  # (N,) mean pairwise L1 inside the hidden region (NaN for K = 1)
+    method: str
+    seconds: float
+
+    @property
+    def image(self) -> torch.Tensor:
+        return self.images[:, 0]
+
+    @property
+    def fidelity(self) -> torch.Tensor:
+        return self.known_error
+
+
+class Pipeline:
+    """A frozen generator G and a regressor E trained for it."""
+
+    def __init__(self, generator, regressor, device: str | torch.device | None = None):
+        G, E = generator, regressor
+        for name in ("space", "resolution", "channels"):
+            if not hasattr(E, name):
+                raise LatentcompError(f"regressor {type(E).__name__} lacks the attribute {name!r}")
+        if E.space not in G.latent_spaces:
+            raise LatentcompError(
+                f"regressor outputs space {E.space!r} but the generator offers {', '.join(G.latent_spaces)}"
+            )
+        if int(E.resolution) != int(G.resolution) or int(E.channels) != int(G.channels):
+            raise LatentcompError(
+                f"regressor expects {E.channels}x{E.resolution}px images but the generator makes "
+                f"{G.channels}x{G.resolution}px; they do not belong together"
+            )
+        self.device = torch.device(device) if device is not None else G.device
+        self.generator = G.to(self.device).eval()
+        self.regressor = E.to(self.device).eval()
+        for p in self.regressor.parameters():
+            p.requires_grad_(False)
+        self._mean_latent: torch.Tensor | None = None
+        self.source = getattr(E, "source", "")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, name: str = "toyfaces", device: str | torch.device | None = None) -> Pipeline:
+        """"toyfaces" | "toyfaces-stylegan2" | "builtin:NAME" | a regressor run folder or .safetensors file."""
+        from ..regressors import load_regressor
+
+        src = PRETRAINED.get(str(name), str(name))
+        try:
+            E = load_regressor(src)
+        except LatentcompError as e:
+            if str(name) in PRETRAINED:
+                raise LatentcompError(
+                    f"the bundled model {name!r} ({src}) is not installed in this copy of latentcomp; "
+                    "pass --model RUN_DIR (a trained regressor) instead"
+                ) from e
+            raise
+        G = E.load_generator()
+        pipe = cls(G, E, device=device)
+        pipe.source = str(name)
+        return pipe
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def space(self) -> str:
+        return self.regressor.space
+
+    @property
+    def resolution(self) -> int:
+        return int(self.generator.resolution)
+
+    @property
+    def channels(self) -> int:
+        return int(self.generator.channels)
+
+    def describe(self) -> str:
+        return f"{self.generator.describe()}; regressor space {self.space}"
+
+    def _images(self, x, name="image") -> torch.Tensor:
+        return as_image_batch(x, name, self.channels, self.resolution).to(self.device)
+
+    def _mask(self, m, like, name="mask", allow_empty=False) -> torch.Tensor:
+        if m is None:
+            return torch.ones_like(like[:, :1])
+        m = as_mask_batch(m, name, like=like, allow_empty=allow_empty).to(self.device)
+        if m.shape[0] == 1 and like.shape[0] > 1:
+            m = m.expand(like.shape[0], -1, -1, -1).contiguous()
+        return m
+
+    def mean_latent(self) -> torch.Tensor:
+        if self._mean_latent is None:
+            self._mean_latent = mean_latent(self.generator, self.space)
+        return self._mean_latent
+
+    # ------------------------------------------------------------------ primitives
+    @torch.no_grad()
+    def invert(self, x, mask=None) -> torch.Tensor:
+        """E(x, mask) -> latent (N, ...) in `self.space`."""
+        x = self._images(x)
+        m = self._mask(mask, x)
+        if x.shape[0] == 1 and m.shape[0] > 1:
+            x = x.expand(m.shape[0], -1, -1, -1)
+        return self.regressor(x * m, m)
+
+    @torch.no_grad()
+    def generate(self, latent: torch.Tensor) -> torch.Tensor:
+        """G(latent) in the regressor's space -> images (N, C, H, W) in [-1, 1] (on the pipeline's device)."""
+        return self.generator(latent.to(self.device), space=self.space).clamp(-1, 1)
+
+    @torch.no_grad()
+    def sample(self, n: int = 1, seed: int = 0, return_latent: bool = False):
+        """n random images from G's prior (same seed -> same images)."""
+        if n < 1:
+            raise LatentcompError(f"n must be at least 1; got {n}")
+        g = torch.Generator().manual_seed(int(seed))
+        z = self.generator.sample_latent(n, generator=g).to(self.device)
+        img = self.generator(z, space="z").clamp(-1, 1)
+        return (img, z) if return_latent else img
+
+    def reconstruct(self, x, mask=None) -> torch.Tensor:
+        return self.generate(self.invert(x, mask))
+
+    # ------------------------------------------------------------------ operations
+    def compose(
+        self,
+        images: Sequence[torch.Tensor] | torch.Tensor,
+        masks: Sequence[torch.Tensor | None] | None = None,
+        refine: int = 0,
+        refine_method: str = "adam",
+        refine_lr: float | None = None,
+        finetune: int = 0,
+        paste: bool = False,
+        seed: int = 0,
+    ) -> ComposeResult:
+        """Paste parts in order (later on top; a part without a mask contributes its whole image), regress
+        the collage with its known region, generate. Options: `refine` steps of latent optimisation,
+        `finetune` steps of per-input regressor tuning first, `paste` the known pixels back."""
+        t0 = time.perf_counter()
+        if isinstance(images, torch.Tensor):
+            images = [images]
+        collage, known, parts = make_collage(
+            [self._images(x, f"part {i} image") for i, x in enumerate(images)],
+            masks, self.channels, self.resolution,
+        )  # fmt: skip
+        return self._run(collage, known, parts, refine, refine_method, refine_lr, finetune, paste, seed, t0)
+
+    def _run(self, collage, known, parts, refine, refine_method, refine_lr, finetune, paste, seed, t0):
+        E = self.regressor
+        if finetune:
+            E = finetune_regressor(self.generator, E, collage, known, steps=finetune, seed=seed)
+        with torch.no_grad():
+            latent = E(collage, known)
+        if refine:
+            res = optimise_latent(
+                self.generator, E, self.space, collage, known, latent,
+                OptimConfig(steps=refine, method=refine_method, lr=refine_lr),
+            )  # fmt: skip
+            latent = res.latent
+        raw = self.generate(latent)
+        err = masked_l1(raw, collage, known)
+        out = paste_back(raw, collage, known) if paste else raw
+        return ComposeResult(
+            image=out.cpu(), collage=collage.cpu(), mask=known.cpu(), latent=latent.cpu(), space=self.space,
+            known_error=err.cpu(), seconds=time.perf_counter() - t0, parts=[p.cpu() for p in parts],
+            raw=raw.cpu(),
+        )  # fmt: skip
+
+    def inpaint(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        n: int = 1,
+        seed: int = 0,
+        method: str = "auto",
+        paste: bool = False,
+        refine: int = 0,
+    ) -> InpaintResult:
+        """n completions of the hidden region (mask 0) that keep the known region (mask 1).
+
+        Completion 0 is the regressor's own answer; the others come from `method`: "fill" (hidden region
+        filled with a random sample of G, then regressed as a whole), "style" (w+ only: fine-layer styles
+        resampled, then re-projected) or "auto" (see multimodal.py). Diversity = mean pairwise L1 inside
+        the hidden region; known_error = L1 on the known pixels.
+        """
+        t0 = time.perf_counter()
+        if n < 1:
+            raise LatentcompError(f"n must be at least 1; got {n}")
+        x = self._images(image)
+        m = self._mask(mask, x)
+        if x.shape[0] == 1 and m.shape[0] > 1:
+            x = x.expand(m.shape[0], -1, -1, -1).contiguous()
+        x = x * m
+        latents = multimodal.completion_latents(self, x, m, n, seed, method)  # (N, K, ...)
+        if refine:
+            flat = latents.flatten(0, 1)
+            xs, ms = x.repeat_interleave(n, 0), m.repeat_interleave(n, 0)
+            flat = optimise_latent(self.generator, self.regressor, self.space, xs, ms, flat,
+                                   OptimConfig(steps=refine)).latent
+            latents = flat.view_as(latents)
+        imgs = self.generate(latents.flatten(0, 1)).view(x.shape[0], n, *x.shape[1:])
+        err = torch.stack([masked_l1(imgs[:, k], x, m) for k in range(n)], 1)
+        div = multimodal.diversity(imgs, 1 - m)
+        if paste:
+            imgs = paste_back(imgs, x.unsqueeze(1), m.unsqueeze(1))
+        return InpaintResult(
+            images=imgs.cpu(), latents=latents.cpu(), input=x.cpu(), mask=m.cpu(), known_error=err.cpu(),
+            diversity=div.cpu(), method=multimodal.resolve_method(self, method), seconds=time.perf_counter() - t0,
+        )  # fmt: skip
+
+    def edit(
+        self,
+        target: torch.Tensor,
+        example: torch.Tensor,
+        region: torch.Tensor,
+        refine: int = 0,
+        paste: bool = False,
+        seed: int = 0,
+    ) -> ComposeResult:
+        """Edit by example: the collage is `target` outside `region` and `example` inside (region = 1
+        where the example's content is wanted, e.g. its glasses or mouth); regress it whole, generate.
+        `paste` keeps the target's pixels outside the region exactly."""
+        t0 = time.perf_counter()
+        tgt = self._images(target, "target")
+        ex = self._images(example, "example")
+        r = as_mask_batch(region, "region", like=tgt).to(self.device)
+        collage, known, parts = make_collage([tgt, ex], [None, r])
+        res = self._run(collage, known, parts, refine, "adam", None, 0, False, seed, t0)
+        if paste:
+            keep = (1 - r).expand_as(res.mask).cpu()
+            res.image = paste_back(res.image, collage.cpu(), keep)
+        return res
+
+    # ------------------------------------------------------------------ optimisation
+    def refine(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        latent: torch.Tensor | None = None,
+        steps: int = 30,
+        method: str = "adam",
+        lr: float | None = None,
+        track: bool = False,
+        **weights,
+    ) -> OptimResult:
+        """Optimise the latent from `latent` (default: the regressor's output) on the objective of refine.py."""
+        x = self._images(x)
+        m = self._mask(mask, x)
+        x = x * m
+        with torch.no_grad():
+            anchor = self.regressor(x, m)
+        init = anchor if latent is None else latent.to(self.device)
+        cfg = OptimConfig(steps=steps, method=method, lr=lr, **weights)
+        return optimise_latent(self.generator, self.regressor, self.space, x, m, init, cfg, anchor=anchor,
+                               track=track)
+
+    def optimize(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        steps: int = 200,
+        method: str = "adam",
+        lr: float | None = None,
+        track: bool = False,
+        **weights,
+    ) -> OptimResult:
+        """Optimisation-only baseline: the same objective, starting from the generator's mean latent."""
+        x = self._images(x)
+        m = self._mask(mask, x)
+        x = x * m
+        init = self.mean_latent().expand(x.shape[0], *self.mean_latent().shape[1:]).clone()
+        cfg = OptimConfig(steps=steps, method=method, lr=lr, **weights)
+        return optimise_latent(self.generator, self.regressor, self.space, x, m, init, cfg, track=track,
+                               default_lr=0.05)
+
+    optimise = optimize
+
+    def finetune(self, x: torch.Tensor, mask: torch.Tensor | None = None, steps: int = 30, lr: float = 1e-4,
+                 seed: int = 0) -> Pipeline:
+        """A new Pipeline whose regressor copy was tuned for `steps` Adam steps on x (random masks)."""
+        x = self._images(x)
+        m = self._mask(mask, x)
+        E2 = finetune_regressor(self.generator, self.regressor, x * m, m, steps=steps, lr=lr, seed=seed)
+        pipe = Pipeline(self.generator, E2, device=self.device)
+        pipe.source = self.source
+        return pipe
+
+    # ------------------------------------------------------------------ baselines
+    def poisson(self, images, masks) -> torch.Tensor:
+        """Poisson blending of the parts (OpenCV seamlessClone, parts < 10% skipped)."""
+        imgs = [self._images(x, f"part {i} image") for i, x in enumerate(images)]
+        return baselines.poisson_blend(imgs, list(masks)).cpu()
+
+    def raw_collage(self, images, masks=None) -> torch.Tensor:
+        collage, _, _ = make_collage(images, masks, self.channels, self.resolution)
+        return collage.cpu()

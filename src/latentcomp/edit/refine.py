@@ -1,0 +1,262 @@
+"""Latent optimisation: refinement from the regressor's output, the optimisation-only baseline, and
+per-image fine-tuning of the regressor.
+
+Objective (per image, as in the authors' code, weights from REFERENCE.md):
+    l1_weight * masked L1(G(l), x; m) + perceptual_weight * masked LPIPS(G(l), x; m)
+    + latent_weight * MSE(E(x, m), E(G(l), m))
+The LPIPS term is used only when its backbone weights exist locally (`latentcomp.losses`); otherwise
+it is skipped (`perceptual_available()` says which). Losses are summed over the batch, so each image's
+latent gets its own gradient (Adam is per coordinate; L-BFGS couples images through its line search).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import LatentcompError
+
+METHODS = ("adam", "lbfgs")
+
+
+def masked_l1(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the pixels where m = 1, per image (N,). Images in [-1, 1]."""
+    m = m.expand(a.shape[0], 1, *a.shape[2:])
+    num = ((a - b).abs() * m).flatten(1).sum(1)
+    den = m.flatten(1).sum(1).clamp(min=1) * a.shape[1]
+    return num / den
+
+
+# ---------------------------------------------------------------- perceptual term
+
+_PERCEPTUAL_CACHE: dict[str, object] = {}
+
+
+def _build_perceptual(device: torch.device):
+    """A callable (a, b, m) -> (N,) masked LPIPS-alex, or None where its backbone weights are not local.
+    Masking: LPIPS(a * m, b * m), hidden pixels equal (0) in both images."""
+    try:
+        from ..losses import load_lpips
+
+        net = load_lpips("alex", device=device)
+    except (ImportError, LatentcompError):
+        return None
+
+    def fn(a, b, m):
+        return net(a * m, b * m)
+
+    return fn
+
+
+def perceptual(device) -> object | None:
+    key = str(torch.device(device))
+    if key not in _PERCEPTUAL_CACHE:
+        _PERCEPTUAL_CACHE[key] = _build_perceptual(torch.device(device))
+    return _PERCEPTUAL_CACHE[key]
+
+
+def perceptual_available(device="cpu") -> bool:
+    return perceptual(device) is not None
+
+
+# ---------------------------------------------------------------- optimisation
+
+@dataclass
+class OptimConfig:
+    steps: int = 30
+    method: str = "adam"
+    lr: float | None = None  # None: 0.02 for refinement, 0.05 from the mean latent, 1.0 for L-BFGS
+    l1_weight: float = 0.5
+    perceptual_weight: float = 0.5
+    latent_weight: float = 0.25
+
+    def check(self) -> OptimConfig:
+        if self.steps < 0:
+            raise LatentcompError(f"refinement steps must be >= 0; got {self.steps}")
+        if self.method not in METHODS:
+            raise LatentcompError(f"unknown optimiser {self.method!r}; accepted: {', '.join(METHODS)}")
+        return self
+
+
+@dataclass
+class OptimResult:
+    latent: torch.Tensor
+    known_l1: torch.Tensor  # (N,) final masked L1 on the known pixels
+    seconds: float
+    # (steps + 1, N): masked L1 of the latent before each step and after the last (Adam only)
+    history: torch.Tensor | None = None
+    perceptual_used: bool = False
+    losses: list[float] = field(default_factory=list)
+
+
+def optimise_latent(
+    G,
+    E,
+    space: str,
+    x: torch.Tensor,
+    m: torch.Tensor,
+    init: torch.Tensor,
+    cfg: OptimConfig,
+    anchor: torch.Tensor | None = None,
+    track: bool = False,
+    default_lr: float = 0.02,
+    progress: bool = False,
+) -> OptimResult:
+    """Minimise the objective over the latent, starting from `init` (N, ...). Deterministic."""
+    cfg.check()
+    t0 = time.perf_counter()
+    x, m = x.detach(), m.detach()
+    perc = perceptual(x.device) if cfg.perceptual_weight > 0 else None
+    if cfg.latent_weight > 0 and anchor is None:
+        with torch.no_grad():
+            anchor = E(x, m)
+    latent = init.detach().clone().requires_grad_(True)
+    history: list[torch.Tensor] = []
+
+    def per_image_loss():
+        out = G(latent, space=space)
+        l1 = masked_l1(out, x, m)
+        loss = cfg.l1_weight * l1
+        if perc is not None:
+            loss = loss + cfg.perceptual_weight * perc(out, x, m)
+        if cfg.latent_weight > 0:
+            loss = loss + cfg.latent_weight * (E(out, m) - anchor).pow(2).flatten(1).mean(1)
+        return loss, l1
+
+    losses: list[float] = []
+    if cfg.steps > 0:
+        steps = range(cfg.steps)
+        if progress:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc=f"optimise ({cfg.method})", leave=False)
+        if cfg.method == "adam":
+            opt = torch.optim.Adam([latent], lr=cfg.lr or default_lr)
+            for _ in steps:
+                opt.zero_grad(set_to_none=True)
+                loss, l1 = per_image_loss()
+                if track:
+                    history.append(l1.detach().cpu())
+                total = loss.sum()
+                total.backward()
+                opt.step()
+                losses.append(float(total.detach()))
+        else:
+            opt = torch.optim.LBFGS([latent], lr=cfg.lr or 1.0, max_iter=cfg.steps, history_size=10,
+                                    line_search_fn="strong_wolfe")
+
+            def closure():
+                opt.zero_grad(set_to_none=True)
+                loss, _ = per_image_loss()
+                total = loss.sum()
+                total.backward()
+                losses.append(float(total.detach()))
+                return total
+
+            opt.step(closure)
+    with torch.no_grad():
+        final = masked_l1(G(latent, space=space), x, m)
+    if track:
+        history.append(final.cpu())
+    return OptimResult(
+        latent=latent.detach(),
+        known_l1=final.detach(),
+        seconds=time.perf_counter() - t0,
+        history=torch.stack(history) if track and history else None,
+        perceptual_used=perc is not None,
+        losses=losses,
+    )
+
+
+def mean_latent(G, space: str, n: int = 4096, seed: int = 0) -> torch.Tensor:
+    """The mean latent of G's prior in `space`, shape (1, ...): 0 for z; the mean mapped w for w / w+."""
+    if space == "z":
+        return torch.zeros(1, *G.latent_shape, device=G.device)
+    for name in ("w_avg", "latent_avg", "mean_latent"):
+        val = getattr(G, name, None)
+        if isinstance(val, torch.Tensor) and val.numel() == G.w_dim:
+            w = val.reshape(1, G.w_dim).to(G.device).float()
+            break
+    else:
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(seed)
+            w = G.mapping(G.sample_latent(n, generator=g)).mean(0, keepdim=True)
+    return w if space == "w" else w.unsqueeze(1).repeat(1, G.num_ws, 1)
+
+
+# ---------------------------------------------------------------- per-image fine-tuning
+
+def finetune_regressor(
+    G,
+    E,
+    x: torch.Tensor,
+    m: torch.Tensor,
+    steps: int = 30,
+    lr: float = 1e-4,
+    batch: int = 4,
+    seed: int = 0,
+    perceptual_weight: float = 1.0,
+):
+    """A copy of E tuned for a few Adam steps on the input(s) x with random masks (paper's sampler)
+    intersected with the input's known region m; loss = MSE + LPIPS (where available) on the known pixels.
+    BatchNorm statistics stay frozen (eval mode) so that a single image cannot wreck them."""
+    from ..masks import noise_masks
+
+    if steps < 0:
+        raise LatentcompError(f"fine-tuning steps must be >= 0; got {steps}")
+    E2 = copy.deepcopy(E)
+    E2.eval()
+    for p in E2.parameters():
+        p.requires_grad_(True)
+    if steps == 0:
+        for p in E2.parameters():
+            p.requires_grad_(False)
+        return E2
+    perc = perceptual(x.device) if perceptual_weight > 0 else None
+    opt = torch.optim.Adam([p for p in E2.parameters()], lr=lr, betas=(0.5, 0.999))
+    g = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    xb = x.detach().repeat_interleave(batch, 0)
+    mb = m.detach().repeat_interleave(batch, 0)
+    space = E2.space
+    for _ in range(steps):
+        rand = noise_masks(n * batch, tuple(x.shape[-2:]), generator=g).to(x.device)
+        rand[::batch] = 1.0  # one unmasked view per image
+        inp_mask = rand * mb
+        inp_mask = torch.where(inp_mask.flatten(1).sum(1).view(-1, 1, 1, 1) > 0, inp_mask, mb)
+        opt.zero_grad(set_to_none=True)
+        out = G(E2(xb, inp_mask), space=space)
+        err = ((out - xb) ** 2 * mb).flatten(1).sum(1) / (mb.flatten(1).sum(1).clamp(min=1) * x.shape[1])
+        loss = err
+        if perc is not None:
+            loss = loss + perceptual_weight * perc(out, xb, mb)
+        loss.mean().backward()
+        opt.step()
+    for p in E2.parameters():
+        p.requires_grad_(False)
+    return E2
+
+
+def pairwise_l1(images: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise masked L1 between the K images of each item: images (N, K, C, H, W), region (N, 1, H, W).
+    Returns (N,); NaN where K < 2 or the region is empty."""
+    n, k = images.shape[:2]
+    if k < 2:
+        return torch.full((n,), math.nan)
+    vals = []
+    for i in range(k):
+        for j in range(i + 1, k):
+            vals.append(masked_l1(images[:, i], images[:, j], region))
+    out = torch.stack(vals, 1).mean(1)
+    return torch.where(region.flatten(1).sum(1) > 0, out, torch.full_like(out, math.nan))
+
+
+def resize_like(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

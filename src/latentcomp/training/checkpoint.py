@@ -1,0 +1,149 @@
+"""Atomic checkpoint files and resumable training state.
+
+Every file is written to a temporary file in the same folder, flushed and fsync'ed, then moved over
+the destination with `os.replace` (atomic on POSIX), and the folder is fsync'ed: a reader sees the old
+file or the new one, never half a file, even if the process is killed mid-write.
+
+Training state (`save_state` / `load_state`) is a `torch.save` container of tensors and plain Python
+values only, so it loads with `torch.load(weights_only=True)`; it holds the RNG states of Python,
+NumPy, torch (CPU and CUDA) so that a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import LatentcompError
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temp file + fsync + os.replace)."""
+    path = Path(path)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LatentcompError(f"cannot create output folder {folder}: {e.strerror or e}") from e
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise LatentcompError(f"cannot write to output folder {folder}: {e.strerror or e}") from e
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(folder)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_save_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> Path:
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    return atomic_write_bytes(path, data)
+
+
+# -- RNG state ---------------------------------------------------------------------------------------
+def capture_rng_state() -> dict[str, Any]:
+    """RNG states of Python, NumPy and torch (CPU, every CUDA device), as weights_only-safe values."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+        "numpy": {
+            "kind": str(np_kind),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npst = state["numpy"]
+    np.random.set_state(
+        (npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["gauss"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+# -- training state ----------------------------------------------------------------------------------
+def save_state(path: str | Path, **state: Any) -> Path:
+    """Atomically save a resumable training state (adds the RNG states under "rng")."""
+    state = dict(state)
+    state.setdefault("rng", capture_rng_state())
+    return atomic_torch_save(state, path)
+
+
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise LatentcompError(f"training state file not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user-facing error
+        raise LatentcompError(f"cannot read training state {path}: {type(e).__name__}: {e}") from e

@@ -1,0 +1,303 @@
+"""GAN training for the embedded default models (small, CPU-friendly).
+
+Recipe: non-saturating logistic loss, lazy R1 penalty on reals, an EMA of G (the exported model),
+a residual discriminator with minibatch standard deviation. Data: toyfaces renders (a seeded pool
+rendered once, so batches are cheap), MNIST IDX files, or an image folder.
+
+Checkpoints (`RUN/checkpoint.pt`, weights only) hold G, D, EMA, both optimisers, the step and every RNG
+state, and are written atomically, so `--resume` continues the exact run. The EMA generator is
+exported to `RUN/generator.safetensors` (+ `.json`), which `load_generator("KIND:RUN")` reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import LatentcompError
+from .discriminator import Discriminator
+
+
+@dataclass
+class GANConfig:
+    data: str = "toyfaces"
+    arch: str = "dcgan"
+    resolution: int = 64
+    steps: int = 10000
+    batch: int = 32
+    seed: int = 0
+    lr: float = 0.002
+    r1_gamma: float = 0.1
+    r1_every: int = 8
+    ema_half_life: float = 500.0  # in images x 1000 would be StyleGAN's unit; here in steps
+    pool_size: int = 20000
+    z_dim: int = 128
+    width: int = 32  # base channel width
+    sample_every: int = 500
+    checkpoint_every: int = 250
+    device: str = "cpu"
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def load_training_images(cfg: GANConfig) -> torch.Tensor:
+    """All training images as uint8 (N, C, H, W): cheap to index, small in memory."""
+    if cfg.data == "toyfaces":
+        from ..data.toyfaces import ToyFaces
+
+        ds = ToyFaces(cfg.resolution, seed=cfg.seed + 1000)
+        chunks = []
+        for start in range(0, cfg.pool_size, 500):
+            img, _, _ = ds.render_batch(range(start, min(start + 500, cfg.pool_size)))
+            chunks.append(((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        return torch.cat(chunks)
+    if cfg.data == "mnist":
+        from ..data.mnist import MNIST
+
+        images = MNIST(_default_mnist_root()).images  # (N, 1, 28, 28) in [-1, 1]
+        images = F.interpolate(images, size=cfg.resolution, mode="bilinear", antialias=True)
+        return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    path = Path(cfg.data)
+    if not path.is_dir():
+        raise LatentcompError(f"--data {cfg.data!r}: expected 'toyfaces', 'mnist' or an image folder")
+    from ..data.folder import ImageFolder
+
+    ds = ImageFolder(path, resolution=cfg.resolution)
+    return torch.stack([((ds[i] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8) for i in range(len(ds))])
+
+
+def _default_mnist_root() -> Path:
+    env = os.environ.get("LATENTCOMP_MNIST")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[4] / ".." / "shared" / "real" / "mnist"
+
+
+# ---------------------------------------------------------------------------------------------
+# networks
+
+
+def build_generator_net(cfg: GANConfig, channels: int) -> nn.Module:
+    """The trainable generator network, in the key layout its loader reads."""
+    if cfg.arch == "dcgan":
+        from ..generators.dcgan import DCGANNet
+
+        return DCGANNet(nz=cfg.z_dim, ngf=cfg.width, nc=channels, resolution=cfg.resolution)
+    if cfg.arch == "stylegan2":
+        from ..generators.stylegan2 import StyleGAN2Net
+
+        w = cfg.width
+        widths = {4: 8 * w, 8: 8 * w, 16: 4 * w, 32: 2 * w, 64: w, 128: w // 2 or 1}
+        widths = {r: c for r, c in widths.items() if r <= cfg.resolution}
+        return StyleGAN2Net(cfg.resolution, style_dim=cfg.z_dim, n_mlp=4, channels=widths, img_channels=channels)
+    raise LatentcompError(f"--arch {cfg.arch!r} is not supported; use dcgan or stylegan2")
+
+
+def generate(net: nn.Module, cfg: GANConfig, z: torch.Tensor, noise: str = "random") -> torch.Tensor:
+    if cfg.arch == "stylegan2":
+        w = net.mapping(z)
+        return net.synthesis(w.unsqueeze(1).repeat(1, net.num_ws, 1), noise_mode=noise)
+    return net(z.view(z.shape[0], -1, 1, 1))
+
+
+def export_generator(net: nn.Module, cfg: GANConfig, path: Path, extra: dict) -> None:
+    """Write the EMA generator in its kind's loadable format (safetensors + JSON), atomically."""
+    if cfg.arch == "dcgan":
+        from ..generators.dcgan import save_dcgan
+
+        save_dcgan(recalibrated_batchnorm(net, cfg), path, extra=extra)
+    else:
+        from ..generators.stylegan2 import save_stylegan2
+
+        save_stylegan2(net, path, extra_config=extra)
+
+
+def recalibrated_batchnorm(net: nn.Module, cfg: GANConfig, batches: int = 16) -> nn.Module:
+    """A copy of an EMA generator whose BatchNorm running statistics match its own (averaged) weights.
+
+    The EMA copies G's running stats, which were collected with G's weights, not the EMA's; recomputing
+    them with a cumulative average over a few batches removes that mismatch before export.
+    """
+    net = copy.deepcopy(net)
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return net
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    net.train()
+    gen = torch.Generator().manual_seed(cfg.seed + 7)
+    with torch.no_grad():
+        for _ in range(batches):
+            net(torch.randn(64, cfg.z_dim, generator=gen).to(next(net.parameters()).device))
+    return net.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "sampler": gen.get_state()}
+
+
+class GANTrainer:
+    def __init__(self, cfg: GANConfig, out: Path, resume: bool = False):
+        self.cfg, self.out = cfg, Path(out)
+        ckpt_path = self.out / "checkpoint.pt"
+        if resume:
+            if not ckpt_path.is_file():
+                raise LatentcompError(f"--resume: no checkpoint at {ckpt_path}")
+            saved = json.loads((self.out / "config.json").read_text())
+            self.cfg = cfg = GANConfig(**{**saved, "steps": cfg.steps})
+        elif ckpt_path.exists():
+            raise LatentcompError(f"{self.out} already holds a run; pass --resume to continue it or pick a new --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+        torch.manual_seed(cfg.seed)
+        self.device = torch.device(cfg.device)
+        self.images = load_training_images(cfg)
+        channels = self.images.shape[1]
+        self.G = build_generator_net(cfg, channels).to(self.device)
+        self.D = Discriminator(cfg.resolution, channels, width=cfg.width).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        betas = (0.0, 0.99) if cfg.arch == "stylegan2" else (0.5, 0.99)
+        r1_ratio = cfg.r1_every / (cfg.r1_every + 1)  # lazy regularisation, as in StyleGAN2
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * r1_ratio,
+                                      betas=(betas[0] ** r1_ratio, betas[1] ** r1_ratio))
+        self.sampler = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        self.fixed_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(12345))
+        self.elapsed = 0.0
+        if resume:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            self.G_ema.load_state_dict(state["G_ema"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.step = int(state["step"])
+            self.elapsed = float(state.get("elapsed", 0.0))
+            torch.set_rng_state(state["rng"]["torch"])
+            self.sampler.set_state(state["rng"]["sampler"])
+
+    def real_batch(self) -> torch.Tensor:
+        idx = torch.randint(len(self.images), (self.cfg.batch,), generator=self.sampler)
+        return (self.images[idx].float() / 127.5 - 1).to(self.device)
+
+    def noise(self) -> torch.Tensor:
+        return torch.randn(self.cfg.batch, self.cfg.z_dim, generator=self.sampler).to(self.device)
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        # discriminator: logistic loss, lazy R1 on reals
+        real = self.real_batch()
+        with torch.no_grad():
+            fake = generate(self.G, cfg, self.noise())
+        do_r1 = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
+        real.requires_grad_(do_r1)
+        real_logits = self.D(real)
+        d_loss = F.softplus(self.D(fake)).mean() + F.softplus(-real_logits).mean()
+        logs = {"loss/d": d_loss.item()}
+        if do_r1:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+            r1 = grad.pow(2).flatten(1).sum(1).mean()
+            d_loss = d_loss + cfg.r1_gamma / 2 * r1 * cfg.r1_every
+            logs["loss/r1"] = r1.item()
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        # generator: non-saturating loss
+        g_loss = F.softplus(-self.D(generate(self.G, cfg, self.noise()))).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        logs["loss/g"] = g_loss.item()
+        # EMA of the generator; ramped up early so it does not average in the random init for long
+        half_life = min(cfg.ema_half_life, max(10.0, self.step * 0.1))
+        beta = 0.5 ** (1.0 / half_life)
+        with torch.no_grad():
+            for pe, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+                pe.lerp_(p, 1 - beta)
+            for be, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+                be.copy_(b)
+        self.step += 1
+        return logs
+
+    def save(self) -> None:
+        state = {
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "step": self.step,
+            "elapsed": self.elapsed, "rng": _rng_state(self.sampler),
+        }
+        atomic_torch_save(state, self.out / "checkpoint.pt")
+        extra = {"trained_steps": self.step, "data": self.cfg.data, "seed": self.cfg.seed,
+                 "wall_time_s": round(self.elapsed, 1)}
+        export_generator(self.G_ema, self.cfg, self.out / "generator.safetensors", extra)
+
+    def sample_grid(self) -> torch.Tensor:
+        with torch.no_grad():
+            img = generate(self.G_ema, self.cfg, self.fixed_z.to(self.device), noise="const")
+        return img.clamp(-1, 1) * 0.5 + 0.5
+
+    def train(self, progress: bool = True, log_dir: bool = True) -> None:
+        from tqdm import tqdm
+
+        writer = None
+        if log_dir:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out / "tb"))
+        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not progress, desc=f"gan {self.cfg.arch}",
+                   dynamic_ncols=True)
+        start = time.perf_counter() - self.elapsed
+        while self.step < self.cfg.steps:
+            logs = self.train_step()
+            self.elapsed = time.perf_counter() - start
+            bar.update(1)
+            if self.step % 20 == 0:
+                bar.set_postfix({k.split("/")[1]: f"{v:.3f}" for k, v in logs.items()})
+                if writer:
+                    for k, v in logs.items():
+                        if math.isfinite(v):
+                            writer.add_scalar(k, v, self.step)
+            if writer and self.step % self.cfg.sample_every == 0:
+                writer.add_image("samples", _grid(self.sample_grid()), self.step)
+            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                self.save()
+        bar.close()
+        if writer:
+            writer.close()
+        if self.step == self.cfg.steps and not (self.out / "generator.safetensors").exists():
+            self.save()
+        import torchvision
+
+        torchvision.utils.save_image(self.sample_grid(), self.out / "samples.png", nrow=8)
+
+
+def _grid(images: torch.Tensor) -> torch.Tensor:
+    import torchvision
+
+    return torchvision.utils.make_grid(images, nrow=8)

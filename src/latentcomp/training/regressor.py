@@ -1,0 +1,636 @@
+"""Self-supervised training of a latent regressor E for a frozen generator G.
+
+Each step: z from G's own prior, x = G(z) (for w / w+ heads: w = G.mapping(z), x = G(w)), a mask m
+from the sampler, latent_hat = E(x, m), x_hat = G(latent_hat), and
+
+    loss = w_mse * MSE(x_hat, x) + w_lpips * LPIPS(x_hat, x) + w_latent * latent loss
+
+with latent loss 1 - cos(z_hat, z) for a z head, MSE(w_hat, w) (w repeated per layer for w+) for
+w / w+ heads. Adam (lr 1e-4, betas 0.5 / 0.999). Optionally real images from a folder replace a
+fraction of the batch (no latent loss on those rows).
+
+Reproducibility: the randomness of step k (latents, masks, real-image picks) comes from a
+torch.Generator seeded by (seed, k), drawn for the whole global batch; each process takes its slice.
+So a resumed run equals an uninterrupted one, and N processes with batch B see exactly the data of
+one process with batch N x B. Under DDP the BatchNorm layers are synchronised across processes
+(`DistBatchNorm2d`, which works with gloo on CPU as well as nccl), so the two runs match up to
+floating-point summation order.
+
+Run folder (`--out RUN`): config.json (the regressor config incl. generator spec + training options),
+best.safetensors (best test loss), last.safetensors, state.pt (resumable: model, optimizer, step,
+RNG states, history), metrics.json, tb/ (TensorBoard). Every file is written atomically; only rank 0
+writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import LatentcompError
+from ..masks import MASK_KINDS, MaskSampler
+from ..regressors import Regressor, build_regressor, save_regressor
+from .checkpoint import atomic_write_json, capture_rng_state, load_state, restore_rng_state, save_state
+
+STATE_FILE = "state.pt"
+STATE_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Options of `latentcomp regressor train` (same names, dashes -> underscores)."""
+
+    generator: str = ""
+    out: str = ""
+    space: str = "auto"  # z | w | w+ | auto (w+ where the generator has it, else z)
+    backbone: str = "auto"  # small | resnet18 | resnet34 | auto (small <= 64 px, resnet18 <= 256, resnet34)
+    steps: int = 10_000
+    batch: int = 16  # per process; global batch = world size x batch
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    mask_kind: str = "noise"  # noise | rect | parts | none
+    unmasked_fraction: float = 0.0
+    real: str | None = None
+    real_fraction: float = 0.0
+    lpips: str = "alex"  # alex | vgg | none
+    lpips_weights: str | None = None
+    w_mse: float = 1.0
+    w_lpips: float = 1.0
+    w_latent: float = 1.0
+    eval_every: int = 500
+    test_size: int = 64
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    rgb_only: bool = False
+    input_size: int | None = None
+    part_analyzer: str = "builtin:toyfaces-analyzer"
+    log_every: int = 10
+    tensorboard: bool = True
+    progress: bool = True
+    resume: bool = False
+
+    # options that may change when a run is resumed; all others must match the saved run
+    RESUMABLE_CHANGES = ("out", "steps", "eval_every", "device", "log_every", "tensorboard", "progress",
+                         "resume", "lpips_weights", "real")  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def validate(self) -> None:
+        if not self.out:
+            raise LatentcompError("--out RUN is required (the run folder)")
+        if self.steps < 0 or self.batch < 1 or self.eval_every < 1 or self.test_size < 1:
+            raise LatentcompError("--steps must be >= 0 and --batch, --eval-every, --test-size >= 1")
+        if self.mask_kind not in MASK_KINDS:
+            raise LatentcompError(
+                f"unknown --mask-kind {self.mask_kind!r}; accepted: {', '.join(MASK_KINDS)}"
+            )
+        if self.lpips not in ("alex", "vgg", "none"):
+            raise LatentcompError(f"unknown --lpips {self.lpips!r}; accepted: alex, vgg, none")
+        if self.space not in ("auto", "z", "w", "w+"):
+            raise LatentcompError(f"unknown --space {self.space!r}; accepted: z, w, w+ (or auto)")
+        if self.backbone not in ("auto", "small", "resnet18", "resnet34"):
+            raise LatentcompError(
+                f"unknown --backbone {self.backbone!r}; accepted: small, resnet18, resnet34"
+            )
+        for name in ("unmasked_fraction", "real_fraction"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise LatentcompError(f"--{name.replace('_', '-')} must be in [0, 1]; got {v}")
+        if self.real_fraction > 0 and not self.real:
+            raise LatentcompError("--real-fraction needs --real DIR (a folder of images)")
+        if self.lr <= 0:
+            raise LatentcompError(f"--lr must be > 0; got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    best_test_loss: float
+    last_test: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+# -- distributed helpers ---------------------------------------------------------------------------
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable all-reduce (sum): the gradient of every rank's copy is summed as well."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class DistBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are computed over the global batch of all processes.
+
+    torch's SyncBatchNorm only runs on GPUs; this one uses differentiable all-reduces
+    (`_AllReduceSum`), so it works with gloo on CPU too. Outside a
+    process group, or in eval mode, it is a plain BatchNorm2d (same state dict keys).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (
+            self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        ):
+            return super().forward(x)
+        all_reduce = _AllReduceSum.apply
+        c = x.shape[1]
+        count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
+        dist.all_reduce(count)
+        mean = all_reduce(x.sum(dim=(0, 2, 3))) / count
+        xc = x - mean.view(1, c, 1, 1)
+        var = all_reduce((xc * xc).sum(dim=(0, 2, 3))) / count
+        y = xc * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
+        if self.affine:
+            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                n = float(count)
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1, 1)), alpha=m)
+        return y
+
+
+def convert_dist_batchnorm(module: nn.Module) -> nn.Module:
+    """Turn every BatchNorm2d in `module` into a DistBatchNorm2d in place.
+
+    The class is swapped on the existing objects, so parameters, buffers and the optimizer's references
+    to them stay the same.
+    """
+    for m in module.modules():
+        if type(m) is nn.BatchNorm2d:
+            m.__class__ = DistBatchNorm2d
+    return module
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> tuple[DistInfo, torch.device]:
+    """Join the process group torchrun describes (WORLD_SIZE > 1) and pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LatentcompError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    info = DistInfo()
+    if world > 1 or (dist.is_available() and dist.is_initialized()):
+        if not dist.is_initialized():
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            if want_cuda:
+                torch.cuda.set_device(local)
+            dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+            info.initialized_here = True
+        info.rank, info.world = dist.get_rank(), dist.get_world_size()
+        info.local_rank = int(os.environ.get("LOCAL_RANK", str(info.rank)))
+    if want_cuda:
+        dev = torch.device(device if ":" in device else f"cuda:{info.local_rank if info.world > 1 else 0}")
+        if info.world > 1 and ":" not in device:
+            dev = torch.device(f"cuda:{info.local_rank}")
+    else:
+        dev = torch.device("cpu")
+    return info, dev
+
+
+# -- data ------------------------------------------------------------------------------------------
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """A CPU torch.Generator for (seed, step, stream), well mixed via NumPy's SeedSequence."""
+    s = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(stream), int(step)]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(s[0]) << 32 | int(s[1]))
+
+
+STREAM_TRAIN, STREAM_TEST = 0, 1
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class RealImages:
+    """Images of a folder (recursively), center-cropped and resized to the generator's size, in [-1, 1]."""
+
+    def __init__(self, folder: str | Path, resolution: int, channels: int, cache: int = 8192):
+        self.folder = Path(folder).expanduser()
+        if not self.folder.is_dir():
+            raise LatentcompError(f"--real {self.folder}: not a folder of images")
+        self.files = sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise LatentcompError(f"--real {self.folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        if channels not in (1, 3):
+            raise LatentcompError(f"--real needs a 1- or 3-channel generator; this one has {channels}")
+        self.resolution, self.channels, self.cache_size = resolution, channels, cache
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i in self._cache:
+            return self._cache[i]
+        from PIL import Image
+
+        p = self.files[i]
+        try:
+            with Image.open(p) as im:
+                im = im.convert("L" if self.channels == 1 else "RGB")
+                w, h = im.size
+                s = min(w, h)
+                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+                im = im.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS)
+                arr = np.asarray(im, dtype=np.float32)
+        except Exception as e:  # noqa: BLE001
+            raise LatentcompError(f"--real: cannot read image {p}: {e}") from e
+        t = torch.from_numpy(arr.copy()).reshape(self.resolution, self.resolution, -1).permute(2, 0, 1)
+        t = t / 127.5 - 1.0
+        if len(self._cache) < self.cache_size:
+            self._cache[i] = t
+        return t
+
+
+# -- the trainer -------------------------------------------------------------------------------------
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class RegressorTrainer:
+    """Owns G (frozen), E, the optimizer, the losses and the run folder. `run()` trains to cfg.steps."""
+
+    def __init__(self, cfg: TrainConfig, generator=None):
+        cfg.validate()
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out).expanduser()
+        self.dist, self.device = setup_distributed(cfg.device)
+        self.state: dict[str, Any] | None = None
+        state_path = self.run_dir / STATE_FILE
+        if state_path.is_file():
+            if not cfg.resume:
+                raise LatentcompError(
+                    f"{self.run_dir} already holds a training run ({STATE_FILE}); "
+                    "pass --resume to continue it or choose another --out"
+                )
+            self.state = load_state(state_path)
+        elif cfg.resume and self.dist.is_main:
+            _log(f"--resume: no {STATE_FILE} in {self.run_dir}; starting a new run")
+
+        # generator
+        from ..generators import load_generator
+
+        if generator is None:
+            if not cfg.generator:
+                raise LatentcompError("--generator SPEC is required (e.g. builtin:toyfaces-dcgan)")
+            generator = load_generator(cfg.generator)
+        elif not cfg.generator:
+            cfg.generator = getattr(generator, "spec", "") or ""
+        if self.state is not None:
+            self._check_resume_config(self.state.get("config", {}))
+        self.G = generator.to(self.device).eval()
+        for p in self.G.parameters():
+            p.requires_grad_(False)
+
+        # regressor (same init on every rank; DDP also broadcasts rank 0's weights)
+        torch.manual_seed(cfg.seed)
+        self.E: Regressor = build_regressor(
+            self.G, space=cfg.space, backbone=cfg.backbone, rgbm=not cfg.rgb_only, input_size=cfg.input_size
+        ).to(self.device)
+        if cfg.space == "auto":
+            cfg.space = self.E.space
+        if cfg.backbone == "auto":
+            cfg.backbone = self.E.backbone_name
+        self.opt = torch.optim.Adam(self.E.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.step = 0
+        self.best_loss = math.inf
+        self.history: list[dict[str, Any]] = []
+        self.wall_s = 0.0
+        if self.state is not None:
+            self._load_state(self.state)
+        self.model: nn.Module = self.E
+        if self.dist.world > 1:
+            convert_dist_batchnorm(self.E)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.E, device_ids=ids)
+
+        self.lpips = None
+        if cfg.lpips != "none" and cfg.w_lpips > 0:
+            from ..losses import load_lpips
+
+            self.lpips = load_lpips(cfg.lpips, cfg.lpips_weights, device=self.device)
+        self.sampler = MaskSampler(cfg.mask_kind, cfg.unmasked_fraction)
+        self.analyzer = None
+        if self.sampler.needs_parts:
+            self.analyzer = self._load_analyzer(cfg.part_analyzer)
+        self.real = RealImages(cfg.real, self.G.resolution, self.G.channels) if cfg.real else None
+        self.writer = None
+
+    # -- configuration ---------------------------------------------------------------------------
+    def _check_resume_config(self, saved: dict[str, Any]) -> None:
+        cur = self.cfg.to_dict()
+        diffs = []
+        for k, v in saved.items():
+            if k in TrainConfig.RESUMABLE_CHANGES or k not in cur:
+                continue
+            if cur[k] != v and not (k in ("space", "backbone") and cur[k] == "auto"):
+                diffs.append(f"--{k.replace('_', '-')} {cur[k]!r} (run has {v!r})")
+        if diffs:
+            raise LatentcompError(
+                f"--resume {self.run_dir}: options differ from the saved run: {'; '.join(diffs)}. "
+                "Resume with the run's options (only --steps, --eval-every, --device may change) "
+                "or use a new --out"
+            )
+
+    @staticmethod
+    def _load_analyzer(spec: str):
+        try:
+            from ..metrics.analyzer import load_analyzer
+        except ImportError as e:
+            raise LatentcompError(
+                "--mask-kind parts needs a part segmenter (latentcomp.metrics.analyzer), "
+                "which is not available"
+            ) from e
+        an = load_analyzer(spec)
+        return an
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise LatentcompError(
+                f"{self.run_dir / STATE_FILE}: unsupported state version {state.get('version')}"
+            )
+        self.E.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.best_loss = float(state["best_loss"])
+        self.history = json.loads(state.get("history_json", "[]"))
+        self.wall_s = float(state.get("wall_s", 0.0))
+        if "rng" in state:
+            restore_rng_state(state["rng"])
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.batch * self.dist.world
+
+    # -- data ------------------------------------------------------------------------------------
+    def make_batch(self, g: torch.Generator, n_global: int, rows: slice, real_ok: bool = True):
+        """(x, mask, target latent, latent-loss weight per row) for this process's rows."""
+        G, cfg = self.G, self.cfg
+        z = G.sample_latent(n_global, generator=g)[rows].to(self.device)
+        n = z.shape[0]
+        is_real = idx = None
+        if self.real is not None and real_ok and cfg.real_fraction > 0:
+            is_real = (torch.rand((n_global,), generator=g) < cfg.real_fraction)[rows]
+            idx = torch.randint(len(self.real), (n_global,), generator=g)[rows]
+        with torch.no_grad():
+            if self.E.space == "z":
+                target = z
+                x = G(z, space="z")
+            else:
+                w = G.mapping(z)
+                x = G(w, space="w")
+                target = w if self.E.space == "w" else w.unsqueeze(1).repeat(1, self.E.num_ws, 1)
+            weight = torch.ones(n, device=self.device)
+            if is_real is not None and bool(is_real.any()):
+                sel = is_real.nonzero().flatten().tolist()
+                x = x.clone()
+                x[sel] = torch.stack([self.real[int(idx[i])] for i in sel]).to(self.device, x.dtype)
+                weight[sel] = 0.0
+            partmaps = None
+            if self.sampler.needs_parts:
+                partmaps = self.analyzer.predict(x).partmap
+        m = self.sampler(n_global, x.shape[-2:], generator=g, partmaps=partmaps, rows=rows).to(self.device)
+        return x, m, target, weight
+
+    def _rows(self, n_local: int) -> slice:
+        r = self.dist.rank
+        return slice(r * n_local, (r + 1) * n_local)
+
+    # -- losses ----------------------------------------------------------------------------------
+    def losses(
+        self, model: nn.Module, x, m, target, weight
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+        cfg = self.cfg
+        pred = model(x, m)
+        x_hat = self.G(pred, space=self.E.space)
+        parts: dict[str, torch.Tensor] = {"mse": F.mse_loss(x_hat, x)}
+        if self.lpips is not None:
+            parts["lpips"] = self.lpips(x_hat, x).mean()
+        if self.E.space == "z":
+            per = 1.0 - F.cosine_similarity(pred.flatten(1), target.flatten(1), dim=1)
+        else:
+            per = (pred - target).pow(2).flatten(1).mean(dim=1)
+        parts["latent"] = (per * weight).sum() / x.shape[0]
+        total = cfg.w_mse * parts["mse"] + cfg.w_latent * parts["latent"]
+        if "lpips" in parts:
+            total = total + cfg.w_lpips * parts["lpips"]
+        parts["loss"] = total
+        return total, parts, x_hat
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step (step index self.step), then self.step += 1."""
+        self.model.train()
+        g = step_generator(self.cfg.seed, self.step, STREAM_TRAIN)
+        x, m, target, weight = self.make_batch(g, self.global_batch, self._rows(self.cfg.batch))
+        total, parts, _ = self.losses(self.model, x, m, target, weight)
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[dict[str, float], tuple[torch.Tensor, ...]]:
+        """Mean losses on the fixed held-out test set (seeded by --seed; same for every run)."""
+        self.E.eval()
+        cfg = self.cfg
+        sums: dict[str, float] = {}
+        n_total = 0
+        first = None
+        for i, start in enumerate(range(0, cfg.test_size, cfg.batch)):
+            n = min(cfg.batch, cfg.test_size - start)
+            g = step_generator(cfg.seed, i, STREAM_TEST)
+            x, m, target, weight = self.make_batch(g, n, slice(0, n), real_ok=False)
+            _, parts, x_hat = self.losses(self.E, x, m, target, weight)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * n
+            n_total += n
+            if first is None:
+                first = (x[:8].cpu(), m[:8].cpu(), x_hat[:8].cpu())
+        self.E.train()
+        return {k: v / n_total for k, v in sums.items()}, first
+
+    # -- files -----------------------------------------------------------------------------------
+    def _run_config(self) -> dict[str, Any]:
+        cfg = dict(self.E.config)
+        cfg["train"] = self.cfg.to_dict()
+        cfg["world_size"] = self.dist.world
+        return cfg
+
+    def save_checkpoint(self, test: dict[str, float] | None) -> None:
+        if not self.dist.is_main:
+            return
+        extra = {"step": self.step}
+        if test is not None:
+            extra["test_loss"] = test["loss"]
+            if test["loss"] < self.best_loss:
+                self.best_loss = test["loss"]
+                save_regressor(self.E, self.run_dir / "best", extra=extra, write_json=False)
+        save_regressor(self.E, self.run_dir / "last", extra=extra, write_json=False)
+        save_state(
+            self.run_dir / STATE_FILE,
+            version=STATE_VERSION,
+            step=self.step,
+            model=self.E.state_dict(),
+            optimizer=self.opt.state_dict(),
+            best_loss=self.best_loss,
+            history_json=json.dumps(self.history),
+            wall_s=self.wall_s,
+            config=self.cfg.to_dict(),
+            rng=capture_rng_state(),
+        )
+        atomic_write_json(
+            self.run_dir / "metrics.json",
+            {"step": self.step, "best_test_loss": self.best_loss, "wall_s": round(self.wall_s, 2),
+             "global_batch": self.global_batch, "history": self.history},
+        )  # fmt: skip
+
+    def _open_writer(self):
+        if not (self.dist.is_main and self.cfg.tensorboard):
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=self.step if self.step else None)
+
+    def _log_images(self, images: tuple[torch.Tensor, ...]) -> None:
+        if self.writer is None or images is None:
+            return
+        from torchvision.utils import make_grid
+
+        x, m, x_hat = images
+        shown = x * m  # hidden pixels are 0 = mid-grey
+        rows = [shown, m.expand_as(x), x_hat, x]
+        grid = make_grid(torch.cat(rows).clamp(-1, 1) * 0.5 + 0.5, nrow=x.shape[0], padding=1)
+        self.writer.add_image("test/input_mask_output_target", grid, self.step)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.run_dir / "config.json", self._run_config())
+        self.writer = self._open_writer()
+        last_test: dict[str, float] = {}
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=min(self.step, cfg.steps), desc="regressor", unit="step",
+                   disable=not (self.dist.is_main and cfg.progress), dynamic_ncols=True)  # fmt: skip
+        t_last = time.perf_counter()
+        try:
+            while self.step < cfg.steps:
+                losses = self.train_step()
+                now = time.perf_counter()
+                self.wall_s += now - t_last
+                t_last = now
+                bar.update(1)
+                if not math.isfinite(losses["loss"]):
+                    raise LatentcompError(
+                        f"training diverged at step {self.step} (loss {losses['loss']}); lower --lr"
+                    )
+                if self.writer is not None and (self.step % cfg.log_every == 0 or self.step == 1):
+                    for k, v in losses.items():
+                        self.writer.add_scalar(f"train/{k}", v, self.step)
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    last_test = self._eval_and_save()
+                    bar.set_postfix(
+                        loss=f"{losses['loss']:.4f}", test=f"{last_test.get('loss', math.nan):.4f}"
+                    )
+        except KeyboardInterrupt:
+            if self.dist.world == 1 and self.step > 0:
+                _log(f"interrupted: saving a checkpoint at step {self.step} (continue with --resume)")
+                self.save_checkpoint(None)
+            raise
+        finally:
+            bar.close()
+            if self.writer is not None:
+                self.writer.close()
+        if self.dist.world > 1:
+            diff = self.rank_param_divergence()
+            if self.dist.is_main:
+                metrics = json.loads((self.run_dir / "metrics.json").read_text())
+                metrics["ddp"] = {"world_size": self.dist.world, "max_param_abs_diff_across_ranks": diff}
+                atomic_write_json(self.run_dir / "metrics.json", metrics)
+            dist.barrier()
+        return TrainResult(
+            self.run_dir, self.step, self.best_loss, last_test, list(self.history), self.wall_s
+        )
+
+    def rank_param_divergence(self) -> float:
+        """Max |param - rank 0's param| over all parameters and ranks (0.0 when DDP keeps them in sync)."""
+        flat = torch.cat([p.detach().flatten() for p in self.E.parameters()])
+        ref = flat.clone()
+        dist.broadcast(ref, src=0)
+        diff = (flat - ref).abs().max().reshape(1)
+        dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+        return float(diff)
+
+    def _eval_and_save(self) -> dict[str, float]:
+        test: dict[str, float] = {}
+        if self.dist.is_main:
+            test, images = self.evaluate()
+            self.history.append({"step": self.step, "wall_s": round(self.wall_s, 2), **test})
+            if self.writer is not None:
+                for k, v in test.items():
+                    self.writer.add_scalar(f"test/{k}", v, self.step)
+                self._log_images(images)
+                self.writer.flush()
+            self.save_checkpoint(test)
+        return test
+
+    def close(self) -> None:
+        if self.dist.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train_regressor(cfg: TrainConfig, generator=None) -> TrainResult:
+    """Train (or resume) a regressor as configured; returns the final step, best test loss, history.
+
+    `generator` may be a Generator instance (then `cfg.generator` may be empty and G.spec is recorded).
+    Under `torchrun --nproc-per-node N` (WORLD_SIZE > 1) trains with DDP; only rank 0 writes files.
+    """
+    trainer = RegressorTrainer(cfg, generator)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()

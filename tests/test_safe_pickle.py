@@ -147,6 +147,21 @@ def test_payload_inside_a_stubbed_class_is_refused(tmp_path, monkeypatch):
     assert "models.utils.config" not in sys.modules
 
 
+class _Scripted(torch.nn.Module):
+    def forward(self, x):
+        return x + 1
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_torchscript_archive_is_refused(tmp_path):
+    """torch.load(weights_only=False) would hand it to torch.jit.load, which can run code on load."""
+    torch.jit.save(torch.jit.script(_Scripted()), str(tmp_path / "ts.pt"))
+    with pytest.raises(LatentcompError, match="TorchScript archive; refusing"):
+        safe_load(tmp_path / "ts.pt")
+    with pytest.raises(LatentcompError, match="TorchScript"):
+        load_generator(f"dcgan:{tmp_path / 'ts.pt'}")
+
+
 def test_plain_tensors_still_load(tmp_path):
     torch.save({"w": torch.arange(3.0)}, tmp_path / "ok.pt")
     assert torch.equal(safe_load(tmp_path / "ok.pt")["w"], torch.arange(3.0))

@@ -48,6 +48,7 @@ def print_notice(msg: str) -> None:
 
 # ---------------------------------------------------------------- reading
 
+
 def _read(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Decode a file into (H, W, C) float in [0, 1] (C = 1 or 3), alpha (H, W) or None, conversion notes."""
     p = Path(path).expanduser()
@@ -61,7 +62,9 @@ def _read(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray | None, l
             im.load()  # full decode: truncated or corrupt data fails here, not later
             im = im.copy()
     except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise LatentcompError(f"{what} {p} is not a readable image ({_short(e)}); expected {ACCEPTED}") from None
+        raise LatentcompError(
+            f"{what} {p} is not a readable image ({_short(e)}); expected {ACCEPTED}"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise LatentcompError(
             f"{what} {p} is truncated or corrupt ({_short(e)}); expected a complete {ACCEPTED} file"
@@ -124,7 +127,9 @@ def _resize(t: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def _fit(t: torch.Tensor, size: int | None, p: Path, what: str, resize: bool, notice: Notice | None) -> torch.Tensor:
+def _fit(
+    t: torch.Tensor, size: int | None, p: Path, what: str, resize: bool, notice: Notice | None
+) -> torch.Tensor:
     """Centre-crop to a square and resize (1, C, H, W) to size x size, with a notice; or refuse."""
     if size is None:
         return t
@@ -198,7 +203,9 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with Image.open(p) as im:
             return im.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise LatentcompError(f"image {p} is not a readable image ({_short(e)}); expected {ACCEPTED}") from None
+        raise LatentcompError(
+            f"image {p} is not a readable image ({_short(e)}); expected {ACCEPTED}"
+        ) from None
 
 
 def load_mask(
@@ -268,6 +275,7 @@ def match_images_masks(images: str | Path, masks: str | Path) -> list[tuple[Path
 
 
 # ---------------------------------------------------------------- writing
+
 
 def _check_out(path: str | Path, suffixes=IMAGE_SUFFIXES) -> Path:
     p = Path(path).expanduser()

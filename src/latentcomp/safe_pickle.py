@@ -143,18 +143,20 @@ def _refuse_torchscript(path: Path) -> None:
         )
 
 
-def safe_load(path: str | Path, stub: tuple[str, ...] = (), allow: dict | None = None, what: str = "checkpoint"):
+def safe_load(
+    path: str | Path, stub: tuple[str, ...] = (), allow: dict | None = None, what: str = "checkpoint"
+):
     """Load a torch checkpoint (zip or legacy) or a plain pickle without executing code from it."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise LatentcompError(f"{what} file not found: {path}")
+    _refuse_torchscript(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except LatentcompError:
         raise
     except Exception as first:  # weights_only refused a global, or it is a plain pickle
         first_error = first
-    _refuse_torchscript(path)
     module = restricted_unpickler_module(path, stub, allow)
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)

@@ -9,7 +9,9 @@ import typer
 
 from ..errors import LatentcompError
 
-MODEL_HELP = "Model: toyfaces, toyfaces-stylegan2, builtin:NAME, or a regressor run folder / .safetensors file."
+MODEL_HELP = (
+    "Model: toyfaces, toyfaces-stylegan2, builtin:NAME, or a regressor run folder / .safetensors file."
+)
 
 
 def _pipe(model: str, device: str | None):
@@ -19,11 +21,11 @@ def _pipe(model: str, device: str | None):
 
 
 def split_part(spec: str) -> tuple[Path, Path | None]:
-    """'a.png:mask.png' -> (a.png, mask.png); 'a.png' -> (a.png, None). Colons inside paths are kept unless the
-    text after the last colon names an image file."""
+    """'a.png:mask.png' -> (a.png, mask.png); 'a.png' -> (a.png, None). A spec that names an existing file
+    is that file; otherwise it splits at the last colon when the text after it names an image file."""
     from ..io import IMAGE_SUFFIXES
 
-    if ":" in spec:
+    if ":" in spec and not Path(spec).is_file():
         left, right = spec.rsplit(":", 1)
         if left and right and Path(right).suffix.lower() in IMAGE_SUFFIXES:
             return Path(left), Path(right)
@@ -47,11 +49,14 @@ def _load_pair(image: Path, mask: Path | None, pipe, what: str, allow_empty: boo
     """Load an image (and its mask) at the pipeline's size; an RGBA image without a mask gives its alpha."""
     from .. import io
 
-    img, alpha = io.load_image(image, size=pipe.resolution, channels=pipe.channels, with_alpha=True, what=what)
+    img, alpha = io.load_image(
+        image, size=pipe.resolution, channels=pipe.channels, with_alpha=True, what=what
+    )
     if mask is not None:
         w, h = io.image_size(image)
-        m = io.load_mask(mask, size=pipe.resolution, image_hw=(h, w), allow_empty=allow_empty,
-                         what=f"{what} mask")  # fmt: skip
+        m = io.load_mask(
+            mask, size=pipe.resolution, image_hw=(h, w), allow_empty=allow_empty, what=f"{what} mask"
+        )
     elif alpha is not None:
         if alpha.sum() == 0:
             raise LatentcompError(f"{what} {image} is fully transparent; nothing of it can be used")
@@ -65,8 +70,9 @@ def _load_pair(image: Path, mask: Path | None, pipe, what: str, allow_empty: boo
 def compose(
     model: str = typer.Option("toyfaces", help=MODEL_HELP),
     part: list[str] = typer.Option(
-        ..., help="IMAGE[:MASK], repeatable, pasted in order (later on top). Without a mask the whole image "
-        "counts (or its transparency, for RGBA images). White mask pixels = the part."
+        ...,
+        help="IMAGE[:MASK], repeatable, pasted in order (later on top). Without a mask the whole image "
+        "counts (or its transparency, for RGBA images). White mask pixels = the part.",
     ),
     out: Path = typer.Option(..., help="Output image (.png, .jpg, .webp)."),
     refine: int = typer.Option(0, help="Latent refinement steps after the regressor (0 = off)."),
@@ -88,16 +94,19 @@ def compose(
         img, m = _load_pair(path, mpath, pipe, f"part {i + 1} image")
         imgs.append(img)
         masks.append(m)
-    res = pipe.compose(imgs, masks, refine=refine, refine_method=refine_method, finetune=finetune, paste=paste,
-                       seed=seed)  # fmt: skip
+    res = pipe.compose(
+        imgs, masks, refine=refine, refine_method=refine_method, finetune=finetune, paste=paste, seed=seed
+    )
     io.save_image(res.image[0], out)
     extra = ""
     if save_inputs:
         io.save_image(res.collage[0], _side(out, "collage"))
         io.save_mask(res.mask[0], _side(out, "mask"))
         extra = f" (+ {_side(out, 'collage').name}, {_side(out, 'mask').name})"
-    print(f"wrote {out}{extra}: {len(part)} parts, {float(res.mask.mean()) * 100:.0f}% known, "
-          f"known-pixel L1 {float(res.known_error[0]):.4f}, {res.seconds:.2f} s")  # fmt: skip
+    print(
+        f"wrote {out}{extra}: {len(part)} parts, {float(res.mask.mean()) * 100:.0f}% known, "
+        f"known-pixel L1 {float(res.known_error[0]):.4f}, {res.seconds:.2f} s"
+    )
 
 
 def inpaint(
@@ -202,8 +211,9 @@ def demo(
     from ..edit.demo import run_demo
 
     t0 = time.perf_counter()
-    page = run_demo(out, quick=quick, models=model or None, seed=seed,
-                    log=lambda s: print(s, file=sys.stderr))  # fmt: skip
+    page = run_demo(
+        out, quick=quick, models=model or None, seed=seed, log=lambda s: print(s, file=sys.stderr)
+    )
     print(f"demo page: {page} ({time.perf_counter() - t0:.1f} s)")
 
 

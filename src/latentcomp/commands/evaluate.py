@@ -26,7 +26,9 @@ def _jsonable(v):
 
 @evaluate_app.command("composition")
 def composition(
-    model: str = typer.Option("toyfaces", help="toyfaces, toyfaces-stylegan2, builtin:NAME or a regressor run."),
+    model: str = typer.Option(
+        "toyfaces", help="toyfaces, toyfaces-stylegan2, builtin:NAME or a regressor run."
+    ),
     n: int = typer.Option(500, help="Number of automatic collages."),
     out: Path = typer.Option(..., help="Output folder."),
     methods: str = typer.Option(
@@ -37,8 +39,10 @@ def composition(
     refine_steps: int = typer.Option(30, help="Adam steps of regressor + refine."),
     opt_steps: int = typer.Option(200, help="Adam steps of optimisation only (from the mean latent)."),
     batch: int = typer.Option(50, help="Collages per batch."),
-    source: str = typer.Option("renders", help="Collage sources: renders (true part maps) or samples "
-                               "(generator samples, analyzer part maps)."),  # fmt: skip
+    source: str = typer.Option(
+        "renders",
+        help="Collage sources: renders (true part maps) or samples (generator samples, analyzer part maps).",
+    ),
     analyzer: str = typer.Option("builtin:toyfaces-analyzer", help="Analyzer spec or path."),
     device: str = typer.Option(None, help="Torch device [default: cpu]."),
 ):
@@ -53,9 +57,16 @@ def composition(
     out_dir = io.ensure_dir(out)
     pipe = Pipeline.from_pretrained(model, device=device)
     res = evaluate_composition(
-        pipe, n=n, seed=seed, methods=method_list, analyzer=analyzer, refine_steps=refine_steps,
-        opt_steps=opt_steps, batch=batch, source=source,
-    )  # fmt: skip
+        pipe,
+        n=n,
+        seed=seed,
+        methods=method_list,
+        analyzer=analyzer,
+        refine_steps=refine_steps,
+        opt_steps=opt_steps,
+        batch=batch,
+        source=source,
+    )
     examples = res.pop("_examples", {})
     io.write_text(out_dir / "composition.json", json.dumps(_jsonable(res), indent=2) + "\n")
     table = markdown_table(res)

@@ -48,6 +48,9 @@ ATTRIBUTE_PART = {
     "mouth_expression": "mouth",
     "glasses": "glasses",
 }
+# every part whose pixels an attribute can change (the nose is shaded from the skin tone)
+ATTRIBUTE_PARTS = {name: (part,) for name, part in ATTRIBUTE_PART.items()}
+ATTRIBUTE_PARTS["skin_tone"] = ("skin", "nose")
 RESOLUTIONS = (32, 64, 128)
 
 # colours in [0, 1]
@@ -222,16 +225,18 @@ class ToyFaces(torch.utils.data.Dataset):
         style = p["hair_style"]
 
         # hair behind the face: bob (to the chin) and long (to the shoulders)
-        bob_back = _ellipse(x, y, 0.0, -0.05, rx + 0.14, ry + 0.02)
-        long_back = torch.minimum(_box(x, y, 0.0, 0.32, rx + 0.14, 0.62, 0.12),
-                                  _ellipse(x, y, 0.0, -0.1, rx + 0.14, ry + 0.08))
+        # hair geometry does not depend on the face shape, so that each attribute moves only its own part
+        hx, hy = 0.52, 0.56
+        bob_back = _ellipse(x, y, 0.0, -0.05, hx + 0.14, hy + 0.02)
+        long_back = torch.minimum(_box(x, y, 0.0, 0.32, hx + 0.14, 0.62, 0.12),
+                                  _ellipse(x, y, 0.0, -0.1, hx + 0.14, hy + 0.08))
         paint(pick(style, [None, None, bob_back, long_back, None]), hair_col, "hair")
         # neck and face
         paint(torch.minimum(_box(x, y, 0.0, ry + 0.1, 0.16, 0.3, 0.04), _ellipse(x, y, 0.0, 0.0, rx, ry)),
               skin_col, "skin")
         # hair in front: a cap over the top of the head (+ a bun)
-        cap = torch.maximum(_ellipse(x, y, 0.0, -0.08, rx + 0.06, ry + 0.02), y + ry * 0.42)
-        bun = torch.minimum(cap, _circle(x, y, 0.0, -ry - 0.2, 0.17))
+        cap = torch.maximum(_ellipse(x, y, 0.0, -0.08, hx + 0.06, hy + 0.02), y + 0.37)  # clear of the brows
+        bun = torch.minimum(cap, _circle(x, y, 0.0, -hy - 0.2, 0.17))
         paint(pick(style, [None, cap, cap, cap, bun]), hair_col, "hair")
         # eyes: whites, then iris
         ex, ey = 0.19, -0.07

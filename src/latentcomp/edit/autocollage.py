@@ -43,13 +43,19 @@ class AutoCollages:
         if isinstance(idx, int):
             idx = slice(idx, idx + 1)
         return AutoCollages(
-            self.part_names, self.source_images[idx], self.source_partmaps[idx], self.source_attrs[idx],
-            self.n_sources[idx], self.part_source[idx], self.expected_attrs[idx], self.attribute_names,
+            self.part_names,
+            self.source_images[idx],
+            self.source_partmaps[idx],
+            self.source_attrs[idx],
+            self.n_sources[idx],
+            self.part_source[idx],
+            self.expected_attrs[idx],
+            self.attribute_names,
             self.attribute_part,
-        )  # fmt: skip
+        )
 
     def parts(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per part, in paste order: its source image (N, C, H, W) and its mask (N, 1, H, W) (may be empty)."""
+        """Per part, in paste order: its source image (N, C, H, W) and mask (N, 1, H, W) (may be empty)."""
         n = len(self)
         ar = torch.arange(n)
         images, masks = [], []
@@ -135,7 +141,13 @@ def toyfaces_collages(
         [attrs[ar, part_source[:, PARTS.index(ATTRIBUTE_PART[a])], j] for j, a in enumerate(names)], 1
     )
     return AutoCollages(
-        part_names=list(PARTS), source_images=imgs, source_partmaps=pmaps, source_attrs=attrs,
-        n_sources=torch.from_numpy(counts.astype(np.int64)), part_source=part_source, expected_attrs=expected,
-        attribute_names=names, attribute_part=dict(ATTRIBUTE_PART),
-    )  # fmt: skip
+        part_names=list(PARTS),
+        source_images=imgs,
+        source_partmaps=pmaps,
+        source_attrs=attrs,
+        n_sources=torch.from_numpy(counts.astype(np.int64)),
+        part_source=part_source,
+        expected_attrs=expected,
+        attribute_names=names,
+        attribute_part=dict(ATTRIBUTE_PART),
+    )

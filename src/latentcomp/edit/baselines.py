@@ -20,14 +20,18 @@ MIN_PART_FRACTION = 0.1
 _PAD = 4
 
 
-def raw_collage(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+def raw_collage(
+    images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor | None] | None = None
+) -> torch.Tensor:
     """The collage itself (hidden pixels 0 = mid-grey)."""
     collage, _, _ = make_collage(images, masks)
     return collage
 
 
 def _to_bgr(x: torch.Tensor) -> np.ndarray:
-    arr = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    arr = (
+        ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    )
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return np.ascontiguousarray(arr[..., ::-1])
@@ -46,7 +50,9 @@ def poisson_blend(
     """Blend parts (images (N,C,H,W) each, masks (N,1,H,W) each) -> (N, C, H, W) in [-1, 1]."""
     imgs = [as_image_batch(x, f"part {i} image") for i, x in enumerate(images)]
     ms = [
-        torch.ones_like(x[:, :1]) if m is None else as_mask_batch(m, f"part {i} mask", like=x, allow_empty=True)
+        torch.ones_like(x[:, :1])
+        if m is None
+        else as_mask_batch(m, f"part {i} mask", like=x, allow_empty=True)
         for i, (x, m) in enumerate(zip(imgs, masks, strict=True))
     ]
     n = max(t.shape[0] for t in imgs + ms)
@@ -59,8 +65,12 @@ def poisson_blend(
             mask = m[min(b, m.shape[0] - 1), 0].cpu().numpy()
             if mask.mean() < min_fraction:
                 continue
-            src = cv2.copyMakeBorder(_to_bgr(x[min(b, x.shape[0] - 1)]), _PAD, _PAD, _PAD, _PAD, cv2.BORDER_REFLECT)
-            mp = cv2.copyMakeBorder((mask * 255).astype(np.uint8), _PAD, _PAD, _PAD, _PAD, cv2.BORDER_CONSTANT, value=0)
+            src = cv2.copyMakeBorder(
+                _to_bgr(x[min(b, x.shape[0] - 1)]), _PAD, _PAD, _PAD, _PAD, cv2.BORDER_REFLECT
+            )
+            mp = cv2.copyMakeBorder(
+                (mask * 255).astype(np.uint8), _PAD, _PAD, _PAD, _PAD, cv2.BORDER_CONSTANT, value=0
+            )
             bx, by, bw, bh = cv2.boundingRect(mp)
             result = cv2.seamlessClone(src, result, mp, (bx + bw // 2, by + bh // 2), cv2.NORMAL_CLONE)
         out.append(_from_bgr(result[_PAD:-_PAD, _PAD:-_PAD], c))

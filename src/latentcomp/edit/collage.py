@@ -17,7 +17,9 @@ from ..errors import LatentcompError
 def as_image_batch(x, name: str = "image", channels: int | None = None, resolution: int | None = None):
     """Validate and return a float (N, C, H, W) tensor."""
     if not isinstance(x, torch.Tensor):
-        raise LatentcompError(f"{name} must be a torch.Tensor (N, C, H, W) in [-1, 1]; got {type(x).__name__}")
+        raise LatentcompError(
+            f"{name} must be a torch.Tensor (N, C, H, W) in [-1, 1]; got {type(x).__name__}"
+        )
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4:
@@ -40,13 +42,17 @@ def as_image_batch(x, name: str = "image", channels: int | None = None, resoluti
 def as_mask_batch(m, name: str = "mask", like: torch.Tensor | None = None, allow_empty: bool = False):
     """Validate and return a float (N, 1, H, W) mask in {0, 1} (values >= 0.5 count as known)."""
     if not isinstance(m, torch.Tensor):
-        raise LatentcompError(f"{name} must be a torch.Tensor (N, 1, H, W) in {{0, 1}}; got {type(m).__name__}")
+        raise LatentcompError(
+            f"{name} must be a torch.Tensor (N, 1, H, W) in {{0, 1}}; got {type(m).__name__}"
+        )
     if m.dim() == 2:
         m = m[None, None]
     elif m.dim() == 3:
         m = m.unsqueeze(1)  # (1, H, W) or (N, H, W)
     if m.dim() != 4 or m.shape[1] != 1:
-        raise LatentcompError(f"{name} has shape {tuple(m.shape)}; expected (H, W), (1, H, W) or (N, 1, H, W)")
+        raise LatentcompError(
+            f"{name} has shape {tuple(m.shape)}; expected (H, W), (1, H, W) or (N, 1, H, W)"
+        )
     m = m.float()
     if not torch.isfinite(m).all():
         raise LatentcompError(f"{name} contains NaN or Inf values")
@@ -63,7 +69,9 @@ def as_mask_batch(m, name: str = "mask", like: torch.Tensor | None = None, allow
         empty = m.flatten(1).sum(1) == 0
         if empty.any():
             i = int(empty.nonzero()[0])
-            raise LatentcompError(f"{name} (batch item {i}) has no known pixels; 1 (white) marks the pixels to keep")
+            raise LatentcompError(
+                f"{name} (batch item {i}) has no known pixels; 1 (white) marks the pixels to keep"
+            )
     return m
 
 
@@ -94,7 +102,9 @@ def make_collage(
         raise LatentcompError("compose needs at least one part (an image and optionally its mask)")
     masks = list(masks) if masks is not None else [None] * len(images)
     if len(masks) != len(images):
-        raise LatentcompError(f"got {len(images)} part images but {len(masks)} masks; give one mask (or None) each")
+        raise LatentcompError(
+            f"got {len(images)} part images but {len(masks)} masks; give one mask (or None) each"
+        )
     imgs = [as_image_batch(x, f"part {i} image", channels, resolution) for i, x in enumerate(images)]
     ref = imgs[0]
     for i, x in enumerate(imgs[1:], 1):
@@ -104,8 +114,9 @@ def make_collage(
                 "all parts must have the same size"
             )
     ms = [
-        torch.ones_like(x[:, :1]) if m is None else as_mask_batch(m, f"part {i} mask", like=x,
-                                                                  allow_empty=allow_empty_parts)
+        torch.ones_like(x[:, :1])
+        if m is None
+        else as_mask_batch(m, f"part {i} mask", like=x, allow_empty=allow_empty_parts)
         for i, (x, m) in enumerate(zip(imgs, masks, strict=True))
     ]
     n = _broadcast(imgs + ms, "parts and masks")
@@ -120,7 +131,9 @@ def make_collage(
         visible = [v * (1 - m) for v in visible] + [m.clone()]
     empty = known.flatten(1).sum(1) == 0
     if empty.any():
-        raise LatentcompError(f"collage {int(empty.nonzero()[0])} has no known pixels: every part mask is empty")
+        raise LatentcompError(
+            f"collage {int(empty.nonzero()[0])} has no known pixels: every part mask is empty"
+        )
     return collage, known, visible
 
 

@@ -73,8 +73,8 @@ def run_demo(
     page.note(
         "A regressor E maps a masked image to the latent code of a frozen GAN G; G(E(x)) is a coherent image "
         "that keeps what is known and fills in the rest, in one forward pass. Every image on this page was "
-        f"made by `latentcomp demo{' --quick' if quick else ''}` (seed {seed}); the figures at the end of each "
-        "section were measured in this run."
+        f"made by `latentcomp demo{' --quick' if quick else ''}` (seed {seed}); the figures at the end "
+        "were measured in this run."
     )
     for msg in missing:
         page.note(f"Skipped: {msg}")
@@ -91,9 +91,10 @@ def run_demo(
     page.table(["model", "what", "composition accuracy", "known-pixel L1", "ms / image", "notes"], figures)
     total = time.perf_counter() - t_start
     page.note(
-        f"Total time {total:.1f} s on {torch.get_num_threads()} thread(s). Composition accuracy: the analyzer "
-        "finds the pasted part's attribute in the output, averaged over parts (pairs where the part is visible). "
-        "Known-pixel L1: mean absolute error on the collage's known pixels, images in [-1, 1]. Poisson: OpenCV "
+        f"Total time {total:.1f} s on {torch.get_num_threads()} thread(s). Composition accuracy: the "
+        "analyzer finds the pasted part's attribute in the output, averaged over parts (pairs where the "
+        "part is visible). Known-pixel L1: mean absolute error on the collage's known pixels, images in "
+        "[-1, 1]. Poisson: OpenCV "
         "seamlessClone part by part, parts under 10% of the image skipped (as in the paper's evaluation). "
         "Time per image: batched, this machine, this run."
     )
@@ -131,8 +132,9 @@ def _collages(page: Page, pipe: Pipeline, analyzer, size: DemoSize, seed: int, l
     page.h2(f"Collages -> {label}")
     page.note(
         "Each collage pastes the parts (background, skin, hair, eyes, eyebrows, nose, mouth, glasses) of 3-4 "
-        "toyfaces renders in a fixed order; the grey area is unknown. The regressor turns the collage into one "
-        f"face; refinement adds {size.refine_steps} Adam steps on the latent; Poisson and the raw collage are "
+        "toyfaces renders in a fixed order; the grey area is unknown. The regressor turns the collage "
+        f"into one face; refinement adds {size.refine_steps} Adam steps on the latent; Poisson and the raw "
+        "collage are "
         "the non-GAN baselines."
     )
     rows, caps = [], []
@@ -140,11 +142,9 @@ def _collages(page: Page, pipe: Pipeline, analyzer, size: DemoSize, seed: int, l
         srcs = [coll.source_images[i, s] for s in range(int(coll.n_sources[i]))]
         srcs += [None] * (coll.source_images.shape[1] - len(srcs))
         rows.append(srcs + [masked_view(collage[i], known[i]), reg[i], ref[i], poi[i], collage[i]])
-        caps.append(
-            f"known-pixel L1: regressor {float(masked_l1(reg[i:i+1], collage[i:i+1], known[i:i+1])):.3f}, "
-            f"refined {float(masked_l1(ref[i:i+1], collage[i:i+1], known[i:i+1])):.3f}, "
-            f"Poisson {float(masked_l1(poi[i:i+1], collage[i:i+1], known[i:i+1])):.3f}"
-        )
+        sl = slice(i, i + 1)
+        l1s = [float(masked_l1(img[sl], collage[sl], known[sl])) for img in (reg, ref, poi)]
+        caps.append(f"known-pixel L1: regressor {l1s[0]:.3f}, refined {l1s[1]:.3f}, Poisson {l1s[2]:.3f}")
     cols = [f"source {s + 1}" for s in range(coll.source_images.shape[1])]
     page.grid(cols + ["collage", "regressor", "+ refine", "Poisson", "raw collage"], rows, caps)
 
@@ -152,21 +152,42 @@ def _collages(page: Page, pipe: Pipeline, analyzer, size: DemoSize, seed: int, l
     if analyzer is not None:
         counted = coll.counted(visible, analyzer)
         for name, imgs in (("regressor", reg), ("Poisson", poi), ("raw collage", collage)):
-            acc[name] = _accuracy(analyzer.predict(imgs, logits=False).attrs, coll, counted)["composition_accuracy"]
+            acc[name] = _accuracy(analyzer.predict(imgs, logits=False).attrs, coll, counted)[
+                "composition_accuracy"
+            ]
         sub = coll[:k]
-        acc["regressor + refine"] = _accuracy(analyzer.predict(ref, logits=False).attrs, sub,
-                                              sub.counted([v[:k] for v in visible], analyzer))["composition_accuracy"]
+        acc["regressor + refine"] = _accuracy(
+            analyzer.predict(ref, logits=False).attrs, sub, sub.counted([v[:k] for v in visible], analyzer)
+        )["composition_accuracy"]
     nan = math.nan
     note_n = f"{n} collages" if analyzer is not None else f"{n} collages; no analyzer, accuracy n/a"
     figures += [
-        [label, "collage: regressor", acc.get("regressor", nan), float(masked_l1(reg, collage, known).mean()),
-         _time_ms(t_reg, n), note_n],
-        [label, f"collage: regressor + {size.refine_steps} refine steps", acc.get("regressor + refine", nan),
-         float(r.known_l1.mean()), _time_ms(t_ref, k), f"{k} collages"],
-        [label, "collage: Poisson", acc.get("Poisson", nan), float(masked_l1(poi, collage, known).mean()),
-         _time_ms(t_poi, n), note_n],
+        [
+            label,
+            "collage: regressor",
+            acc.get("regressor", nan),
+            float(masked_l1(reg, collage, known).mean()),
+            _time_ms(t_reg, n),
+            note_n,
+        ],
+        [
+            label,
+            f"collage: regressor + {size.refine_steps} refine steps",
+            acc.get("regressor + refine", nan),
+            float(r.known_l1.mean()),
+            _time_ms(t_ref, k),
+            f"{k} collages",
+        ],
+        [
+            label,
+            "collage: Poisson",
+            acc.get("Poisson", nan),
+            float(masked_l1(poi, collage, known).mean()),
+            _time_ms(t_poi, n),
+            note_n,
+        ],
         [label, "collage: raw", acc.get("raw collage", nan), 0.0, 0.0, note_n],
-    ]  # fmt: skip
+    ]
 
 
 def _demo_masks(n: int, res: int, seed: int) -> torch.Tensor:
@@ -195,20 +216,32 @@ def _completions(page: Page, pipe: Pipeline, size: DemoSize, seed: int, label: s
     res = pipe.inpaint(x, m, n=k, seed=seed)
     page.h2(f"Completions -> {label}")
     page.note(
-        f"Each input is hidden where the mask is black; {k} completions each. Completion 1 is the regressor's "
+        f"Each input is hidden where the mask is black; {k} completions each. Completion 1 is the "
+        "regressor's "
         "own answer; the others fill the hidden region with a random GAN sample before regressing ("
         f"method '{res.method}'), so they differ in the hidden region and keep the known one."
     )
     rows, caps = [], []
     for i in range(n):
-        rows.append([x[i], masked_view(res.input[i], res.mask[i]), mask_image(res.mask[i])]
-                    + [res.images[i, j] for j in range(k)])  # fmt: skip
-        caps.append(f"diversity (pairwise L1 in the hidden region) {float(res.diversity[i]):.3f}; "
-                    f"known-pixel L1 {float(res.known_error[i].mean()):.3f}")  # fmt: skip
+        rows.append(
+            [x[i], masked_view(res.input[i], res.mask[i]), mask_image(res.mask[i])]
+            + [res.images[i, j] for j in range(k)]
+        )
+        caps.append(
+            f"diversity (pairwise L1 in the hidden region) {float(res.diversity[i]):.3f}; "
+            f"known-pixel L1 {float(res.known_error[i].mean()):.3f}"
+        )
     page.grid(["original", "input", "mask"] + [f"completion {j + 1}" for j in range(k)], rows, caps)
-    figures.append([label, f"completion: {k} samples", math.nan, float(res.known_error.mean()),
-                    _time_ms(res.seconds, n * k),
-                    f"diversity {float(torch.nanmean(res.diversity)):.3f} (pairwise L1, hidden region)"])  # fmt: skip
+    figures.append(
+        [
+            label,
+            f"completion: {k} samples",
+            math.nan,
+            float(res.known_error.mean()),
+            _time_ms(res.seconds, n * k),
+            f"diversity {float(torch.nanmean(res.diversity)):.3f} (pairwise L1, hidden region)",
+        ]
+    )
 
 
 def _inputs(pipe: Pipeline, n: int, seed: int) -> torch.Tensor:
@@ -262,10 +295,19 @@ def _edits(page: Page, pipe: Pipeline, analyzer, size: DemoSize, seed: int, labe
         caps.append(cap)
     page.h2(f"Edits by example -> {label}")
     page.note(
-        "The region (white) of the example is pasted onto the target and the collage is regressed as a whole: "
+        "The region (white) of the example is pasted onto the target and the collage is regressed as a "
+        "whole: "
         "the GAN adapts the pasted content (and its surroundings) to the target."
     )
     page.grid(["target", "example", "region", "collage", "output"], rows, caps)
     acc = hits / counted if counted else math.nan
-    figures.append([label, f"edit by example ({len(rows)})", acc, math.nan, _time_ms(secs, len(rows)),
-                    "accuracy = analyzer finds the example's attribute"])  # fmt: skip
+    figures.append(
+        [
+            label,
+            f"edit by example ({len(rows)})",
+            acc,
+            math.nan,
+            _time_ms(secs, len(rows)),
+            "accuracy = analyzer finds the example's attribute",
+        ]
+    )

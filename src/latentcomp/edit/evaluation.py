@@ -31,7 +31,8 @@ METHODS = ("regressor", "regressor+refine", "optimisation", "poisson", "raw")
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """FID between two feature sets (N, D): |mu_a - mu_b|^2 + Tr(Sa + Sb - 2 sqrt(Sa Sb)), scipy sqrtm."""
+    """FID between two feature sets (N, D): |mu_a - mu_b|^2 + Tr(Sa + Sb - 2 sqrt(Sa Sb)), scipy sqrtm
+    (a 1e-6 diagonal offset where the root is not finite). Fallback for latentcomp.metrics.fid."""
     from scipy import linalg
 
     a64, b64 = a.double().cpu().numpy(), b.double().cpu().numpy()
@@ -39,10 +40,10 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
         return math.nan
     mu1, mu2 = a64.mean(0), b64.mean(0)
     s1, s2 = np.cov(a64, rowvar=False), np.cov(b64, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    covmean = np.asarray(linalg.sqrtm(s1 @ s2))
     if not np.isfinite(covmean).all():
         eps = np.eye(s1.shape[0]) * 1e-6
-        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
+        covmean = np.asarray(linalg.sqrtm((s1 + eps) @ (s2 + eps)))
     covmean = covmean.real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
@@ -105,8 +106,9 @@ def evaluate_composition(
     if pipe.channels != 3:
         raise LatentcompError("composition evaluation needs a 3-channel toyfaces generator")
     t_start = time.perf_counter()
-    coll = toyfaces_collages(n, pipe.resolution, seed=seed, n_sources=n_sources, source=source, pipe=pipe,
-                             analyzer=an)  # fmt: skip
+    coll = toyfaces_collages(
+        n, pipe.resolution, seed=seed, n_sources=n_sources, source=source, pipe=pipe, analyzer=an
+    )
     G, E, space = pipe.generator, pipe.regressor, pipe.space
     outs: dict[str, dict[str, list]] = {m: {"pred": [], "conf": [], "feat": [], "l1": []} for m in methods}
     secs = {m: 0.0 for m in methods}
@@ -144,8 +146,9 @@ def evaluate_composition(
         if "optimisation" in methods:
             init = pipe.mean_latent().expand(collage.shape[0], *pipe.mean_latent().shape[1:]).clone()
             t0 = time.perf_counter()
-            r = optimise_latent(G, E, space, collage, known, init, OptimConfig(steps=opt_steps), track=True,
-                                default_lr=0.05)  # fmt: skip
+            r = optimise_latent(
+                G, E, space, collage, known, init, OptimConfig(steps=opt_steps), track=True, default_lr=0.05
+            )
             with torch.no_grad():
                 results["optimisation"] = G(r.latent, space=space).clamp(-1, 1)
             el = time.perf_counter() - t0
@@ -153,8 +156,9 @@ def evaluate_composition(
             opt_step_time.append(el / max(opt_steps, 1) / collage.shape[0])
             hist = r.history  # (steps + 1, N)
             reached = hist <= reg_l1.cpu().unsqueeze(0)
-            first = torch.where(reached.any(0), reached.float().argmax(0), torch.full_like(reached[0], -1,
-                                                                                           dtype=torch.long))
+            first = torch.where(
+                reached.any(0), reached.float().argmax(0), torch.full_like(reached[0], -1, dtype=torch.long)
+            )
             match_steps.append(first)
         if "poisson" in methods:
             t0 = time.perf_counter()
@@ -180,9 +184,12 @@ def evaluate_composition(
     # references: generator samples (two independent sets) and fresh renders
     from ..data.toyfaces import ToyFaces
 
-    samp = torch.cat([pipe.sample(min(batch * 4, n - i), seed=10_000 + seed * 1000 + i) for i in range(0, n, batch * 4)])
-    samp2 = torch.cat([pipe.sample(min(batch * 4, n - i), seed=20_000 + seed * 1000 + i)
-                       for i in range(0, n, batch * 4)])  # fmt: skip
+    samp = torch.cat(
+        [pipe.sample(min(batch * 4, n - i), seed=10_000 + seed * 1000 + i) for i in range(0, n, batch * 4)]
+    )
+    samp2 = torch.cat(
+        [pipe.sample(min(batch * 4, n - i), seed=20_000 + seed * 1000 + i) for i in range(0, n, batch * 4)]
+    )
     renders = ToyFaces(resolution=pipe.resolution, seed=987_654 + seed).render_batch(list(range(n)))[0]
     f_samp, f_samp2, f_rend = an.features(samp).cpu(), an.features(samp2).cpu(), an.features(renders).cpu()
     ref = {
@@ -191,8 +198,10 @@ def evaluate_composition(
             "fid_vs_samples": _fid(f_samp2, f_samp),
             "confidence": float(an.predict(samp, logits=False).confidence.mean()),
         },
-        "renders": {"confidence": float(an.predict(renders, logits=False).confidence.mean()),
-                    "fid_vs_samples": _fid(f_rend, f_samp)},  # fmt: skip
+        "renders": {
+            "confidence": float(an.predict(renders, logits=False).confidence.mean()),
+            "fid_vs_samples": _fid(f_rend, f_samp),
+        },
     }
     res_methods = {}
     for m in methods:
@@ -233,7 +242,9 @@ def evaluate_composition(
     if "regressor" in methods:
         reg = res_methods["regressor"]
         checks["composition_accuracy >= 0.80"] = bool(reg["composition_accuracy"] >= 0.8)
-        checks["fid_vs_renders <= 2 x samples"] = bool(reg["fid_vs_renders"] <= 2 * ref["samples"]["fid_vs_renders"])
+        checks["fid_vs_renders <= 2 x samples"] = bool(
+            reg["fid_vs_renders"] <= 2 * ref["samples"]["fid_vs_renders"]
+        )
         if "speedup_vs_optimisation" in speed:
             checks["speedup >= 100"] = bool(speed["speedup_vs_optimisation"] >= 100)
     result = {
@@ -244,9 +255,14 @@ def evaluate_composition(
         "seed": seed,
         "source": source,
         "sources_per_collage": list(n_sources),
-        "settings": {"refine_steps": refine_steps, "optimisation_steps": opt_steps, "batch": batch,
-                     "analyzer": str(analyzer) if isinstance(analyzer, str) else "custom",
-                     "threads": torch.get_num_threads(), "device": str(pipe.device)},  # fmt: skip
+        "settings": {
+            "refine_steps": refine_steps,
+            "optimisation_steps": opt_steps,
+            "batch": batch,
+            "analyzer": str(analyzer) if isinstance(analyzer, str) else "custom",
+            "threads": torch.get_num_threads(),
+            "device": str(pipe.device),
+        },
         "methods": res_methods,
         "reference": ref,
         "speed": speed,
@@ -278,14 +294,23 @@ def markdown_table(res: dict) -> str:
     for m in methods.values():
         parts = list(m["per_part"])
         break
-    head = ["method", "composition acc.", *parts, "confidence", "FID vs samples", "FID vs renders",
-            "known-pixel L1", "s / image"]  # fmt: skip
+    head = [
+        "method",
+        "composition acc.",
+        *parts,
+        "confidence",
+        "FID vs samples",
+        "FID vs renders",
+        "known-pixel L1",
+        "s / image",
+    ]
 
     def f(v, d=3):
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
 
     lines = [
-        f"Composition on {res['n']} automatic toyfaces collages ({'-'.join(map(str, res['sources_per_collage']))} "
+        f"Composition on {res['n']} automatic toyfaces collages "
+        f"({'-'.join(map(str, res['sources_per_collage']))} "
         f"sources, seed {res['seed']}), model `{res['model']}` ({res['space']}).",
         "",
         "| " + " | ".join(head) + " |",
@@ -293,8 +318,13 @@ def markdown_table(res: dict) -> str:
     ]
     for name, m in methods.items():
         row = [name, f(m["composition_accuracy"])] + [f(m["per_part"][p]) for p in parts]
-        row += [f(m["confidence"]), f(m["fid_vs_samples"], 2), f(m["fid_vs_renders"], 2), f(m["known_l1"]),
-                f(m["seconds_per_image"], 4)]  # fmt: skip
+        row += [
+            f(m["confidence"]),
+            f(m["fid_vs_samples"], 2),
+            f(m["fid_vs_renders"], 2),
+            f(m["known_l1"]),
+            f(m["seconds_per_image"], 4),
+        ]
         lines.append("| " + " | ".join(row) + " |")
     ref = res["reference"]
     lines += [
@@ -310,5 +340,7 @@ def markdown_table(res: dict) -> str:
         lines.append("Speed: " + "; ".join(items) + ".")
     if res.get("checks"):
         lines.append("")
-        lines.append("Checks: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in res["checks"].items()) + ".")
+        lines.append(
+            "Checks: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in res["checks"].items()) + "."
+        )
     return "\n".join(lines) + "\n"

@@ -28,7 +28,9 @@ def resolve_method(pipe, method: str) -> str:
     if method == "auto":
         return "fill"
     if method == "style" and pipe.space != "w+":
-        raise LatentcompError(f"completion method 'style' needs a w+ regressor; this one outputs {pipe.space!r}")
+        raise LatentcompError(
+            f"completion method 'style' needs a w+ regressor; this one outputs {pipe.space!r}"
+        )
     return method
 
 
@@ -41,7 +43,7 @@ def _chunked(fn, *tensors):
 def completion_latents(pipe, x: torch.Tensor, m: torch.Tensor, k: int, seed: int, method: str = "auto"):
     """Latents (N, K, ...) for K completions of x (N, C, H, W) with known mask m (N, 1, H, W)."""
     method = resolve_method(pipe, method)
-    G, E, space = pipe.generator, pipe.regressor, pipe.space
+    G, E = pipe.generator, pipe.regressor
     base = E(x, m)
     if k == 1:
         return base.unsqueeze(1)

@@ -94,7 +94,7 @@ class Pipeline:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, name: str = "toyfaces", device: str | torch.device | None = None) -> Pipeline:
-        """"toyfaces" | "toyfaces-stylegan2" | "builtin:NAME" | a regressor run folder or .safetensors file."""
+        """Load by name: toyfaces | toyfaces-stylegan2 | builtin:NAME | a regressor run folder or file."""
         from ..regressors import load_regressor
 
         src = PRETRAINED.get(str(name), str(name))
@@ -192,8 +192,10 @@ class Pipeline:
             images = [images]
         collage, known, parts = make_collage(
             [self._images(x, f"part {i} image") for i, x in enumerate(images)],
-            masks, self.channels, self.resolution,
-        )  # fmt: skip
+            masks,
+            self.channels,
+            self.resolution,
+        )
         return self._run(collage, known, parts, refine, refine_method, refine_lr, finetune, paste, seed, t0)
 
     def _run(self, collage, known, parts, refine, refine_method, refine_lr, finetune, paste, seed, t0):
@@ -204,18 +206,29 @@ class Pipeline:
             latent = E(collage, known)
         if refine:
             res = optimise_latent(
-                self.generator, E, self.space, collage, known, latent,
+                self.generator,
+                E,
+                self.space,
+                collage,
+                known,
+                latent,
                 OptimConfig(steps=refine, method=refine_method, lr=refine_lr),
-            )  # fmt: skip
+            )
             latent = res.latent
         raw = self.generate(latent)
         err = masked_l1(raw, collage, known)
         out = paste_back(raw, collage, known) if paste else raw
         return ComposeResult(
-            image=out.cpu(), collage=collage.cpu(), mask=known.cpu(), latent=latent.cpu(), space=self.space,
-            known_error=err.cpu(), seconds=time.perf_counter() - t0, parts=[p.cpu() for p in parts],
+            image=out.cpu(),
+            collage=collage.cpu(),
+            mask=known.cpu(),
+            latent=latent.cpu(),
+            space=self.space,
+            known_error=err.cpu(),
+            seconds=time.perf_counter() - t0,
+            parts=[p.cpu() for p in parts],
             raw=raw.cpu(),
-        )  # fmt: skip
+        )
 
     def inpaint(
         self,
@@ -246,8 +259,9 @@ class Pipeline:
         if refine:
             flat = latents.flatten(0, 1)
             xs, ms = x.repeat_interleave(n, 0), m.repeat_interleave(n, 0)
-            flat = optimise_latent(self.generator, self.regressor, self.space, xs, ms, flat,
-                                   OptimConfig(steps=refine)).latent
+            flat = optimise_latent(
+                self.generator, self.regressor, self.space, xs, ms, flat, OptimConfig(steps=refine)
+            ).latent
             latents = flat.view_as(latents)
         imgs = self.generate(latents.flatten(0, 1)).view(x.shape[0], n, *x.shape[1:])
         err = torch.stack([masked_l1(imgs[:, k], x, m) for k in range(n)], 1)
@@ -255,9 +269,15 @@ class Pipeline:
         if paste:
             imgs = paste_back(imgs, x.unsqueeze(1), m.unsqueeze(1))
         return InpaintResult(
-            images=imgs.cpu(), latents=latents.cpu(), input=x.cpu(), mask=m.cpu(), known_error=err.cpu(),
-            diversity=div.cpu(), method=multimodal.resolve_method(self, method), seconds=time.perf_counter() - t0,
-        )  # fmt: skip
+            images=imgs.cpu(),
+            latents=latents.cpu(),
+            input=x.cpu(),
+            mask=m.cpu(),
+            known_error=err.cpu(),
+            diversity=div.cpu(),
+            method=multimodal.resolve_method(self, method),
+            seconds=time.perf_counter() - t0,
+        )
 
     def edit(
         self,
@@ -294,7 +314,7 @@ class Pipeline:
         track: bool = False,
         **weights,
     ) -> OptimResult:
-        """Optimise the latent from `latent` (default: the regressor's output) on the objective of refine.py."""
+        """Optimise the latent from `latent` (default: the regressor's output); objective in refine.py."""
         x = self._images(x)
         m = self._mask(mask, x)
         x = x * m
@@ -302,8 +322,9 @@ class Pipeline:
             anchor = self.regressor(x, m)
         init = anchor if latent is None else latent.to(self.device)
         cfg = OptimConfig(steps=steps, method=method, lr=lr, **weights)
-        return optimise_latent(self.generator, self.regressor, self.space, x, m, init, cfg, anchor=anchor,
-                               track=track)
+        return optimise_latent(
+            self.generator, self.regressor, self.space, x, m, init, cfg, anchor=anchor, track=track
+        )
 
     def optimize(
         self,
@@ -321,13 +342,20 @@ class Pipeline:
         x = x * m
         init = self.mean_latent().expand(x.shape[0], *self.mean_latent().shape[1:]).clone()
         cfg = OptimConfig(steps=steps, method=method, lr=lr, **weights)
-        return optimise_latent(self.generator, self.regressor, self.space, x, m, init, cfg, track=track,
-                               default_lr=0.05)
+        return optimise_latent(
+            self.generator, self.regressor, self.space, x, m, init, cfg, track=track, default_lr=0.05
+        )
 
     optimise = optimize
 
-    def finetune(self, x: torch.Tensor, mask: torch.Tensor | None = None, steps: int = 30, lr: float = 1e-4,
-                 seed: int = 0) -> Pipeline:
+    def finetune(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        steps: int = 30,
+        lr: float = 1e-4,
+        seed: int = 0,
+    ) -> Pipeline:
         """A new Pipeline whose regressor copy was tuned for `steps` Adam steps on x (random masks)."""
         x = self._images(x)
         m = self._mask(mask, x)

@@ -66,6 +66,7 @@ def perceptual_available(device="cpu") -> bool:
 
 # ---------------------------------------------------------------- optimisation
 
+
 @dataclass
 class OptimConfig:
     steps: int = 30
@@ -147,8 +148,9 @@ def optimise_latent(
                 opt.step()
                 losses.append(float(total.detach()))
         else:
-            opt = torch.optim.LBFGS([latent], lr=cfg.lr or 1.0, max_iter=cfg.steps, history_size=10,
-                                    line_search_fn="strong_wolfe")
+            opt = torch.optim.LBFGS(
+                [latent], lr=cfg.lr or 1.0, max_iter=cfg.steps, history_size=10, line_search_fn="strong_wolfe"
+            )
 
             def closure():
                 opt.zero_grad(set_to_none=True)
@@ -190,6 +192,7 @@ def mean_latent(G, space: str, n: int = 4096, seed: int = 0) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- per-image fine-tuning
+
 
 def finetune_regressor(
     G,

@@ -18,11 +18,13 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
 p.note{color:#555;max-width:60em}
-table.grid{border-collapse:collapse}table.grid td,table.grid th{padding:3px;text-align:center;vertical-align:top}
+table.grid{border-collapse:collapse}
+table.grid td,table.grid th{padding:3px;text-align:center;vertical-align:top}
 table.grid th{font-weight:600;font-size:.85em;color:#444}
 table.grid img{width:112px;height:112px;image-rendering:pixelated;display:block;border:1px solid #ccc}
 td.cap{font-size:.75em;color:#555}
-table.fig{border-collapse:collapse;margin:8px 0}table.fig td,table.fig th{border:1px solid #ccc;padding:4px 8px}
+table.fig{border-collapse:collapse;margin:8px 0}
+table.fig td,table.fig th{border:1px solid #ccc;padding:4px 8px}
 table.fig th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 """
 

@@ -208,14 +208,14 @@ def save_dcgan(net: DCGANNet, path: str | Path, extra: dict | None = None) -> Pa
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        save_file(sd, tmp, metadata={"config": json.dumps(cfg)})
+        save_file(sd, tmp, metadata={"config": json.dumps(cfg, default=str)})
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     side = path.with_suffix(".json")
     tmp_json = side.with_suffix(".json.tmp")
-    tmp_json.write_text(json.dumps(cfg, indent=2) + "\n")
+    tmp_json.write_text(json.dumps(cfg, indent=2, default=str) + "\n")
     os.replace(tmp_json, side)
     return path
 

@@ -353,7 +353,7 @@ class RegressorTrainer:
         self.sampler = MaskSampler(cfg.mask_kind, cfg.unmasked_fraction)
         self.analyzer = None
         if self.sampler.needs_parts:
-            self.analyzer = self._load_analyzer(cfg.part_analyzer)
+            self.analyzer = self._load_analyzer(cfg.part_analyzer, self.device)
         self.real = RealImages(cfg.real, self.G.resolution, self.G.channels) if cfg.real else None
         self.writer = None
 
@@ -374,7 +374,7 @@ class RegressorTrainer:
             )
 
     @staticmethod
-    def _load_analyzer(spec: str):
+    def _load_analyzer(spec: str, device: torch.device):
         try:
             from ..metrics.analyzer import load_analyzer
         except ImportError as e:
@@ -382,8 +382,7 @@ class RegressorTrainer:
                 "--mask-kind parts needs a part segmenter (latentcomp.metrics.analyzer), "
                 "which is not available"
             ) from e
-        an = load_analyzer(spec)
-        return an
+        return load_analyzer(spec, device=str(device))
 
     def _load_state(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from latentcomp import load_generator
 from latentcomp.edit import Pipeline
@@ -202,3 +204,27 @@ def test_mismatched_models_refused():
     G2 = load_generator("builtin:tiny-random-stylegan2")
     with pytest.raises(LatentcompError, match="space"):
         Pipeline(G, build_regressor(G2))
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    parts=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+    keep=st.floats(0.05, 1.0),
+)
+def test_property_compose_inpaint(pipe, n, parts, seed, keep):
+    g = torch.Generator().manual_seed(seed)
+    images = [torch.rand(n, 3, RES, RES, generator=g) * 2 - 1 for _ in range(parts)]
+    masks = [(torch.rand(n, 1, RES, RES, generator=g) < keep).float() for _ in range(parts)]
+    for m in masks:
+        m[:, :, 0, 0] = 1  # never empty
+    res = pipe.compose(images, masks, paste=True)
+    assert res.image.shape == (n, 3, RES, RES) and torch.isfinite(res.image).all()
+    assert res.image.abs().max() <= 1 and torch.isfinite(res.known_error).all()
+    known = res.mask.bool().expand_as(res.image)
+    assert torch.equal(res.image[known], res.collage[known])
+    out = pipe.inpaint(images[0], masks[0], n=2, seed=seed, paste=True)
+    assert out.images.shape == (n, 2, 3, RES, RES) and torch.isfinite(out.images).all()
+    k = masks[0].bool().unsqueeze(1).expand_as(out.images)
+    assert torch.equal(out.images[k], images[0].unsqueeze(1).expand_as(out.images)[k])

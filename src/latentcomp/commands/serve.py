@@ -10,7 +10,7 @@ from ..errors import LatentcompError
 
 MODEL_HELP = (
     "Model: toyfaces (= builtin:toyfaces), toyfaces-stylegan2, builtin:NAME, a regressor run folder or "
-    ".safetensors file; tiny / tiny-stylegan2 = random untrained models for development."
+    ".safetensors file; tiny = random untrained 32x32 models for development."
 )
 
 

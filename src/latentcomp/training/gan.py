@@ -81,7 +81,7 @@ def _default_mnist_root() -> Path:
     env = os.environ.get("LATENTCOMP_MNIST")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[4] / ".." / "shared" / "real" / "mnist"
+    return Path(__file__).resolve().parents[3].parent / "shared" / "real" / "mnist"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,34 +162,38 @@ ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorResponse} for c in 
 
 
 # ---------------------------------------------------------------------------------------------- models
-def tiny_pipeline(kind: str = "dcgan", seed: int = 0, device: str | None = None):
-    """A random tiny generator + random regressor (3x32x32): for development and tests, not for results."""
+def tiny_pipeline(seed: int = 0, device: str | None = None):
+    """Random, untrained models for development and tests (3x32x32): `builtin:tiny-random-stylegan2` and a
+    random small regressor in z whose output is rescaled to the prior's scale (mean 0, std 1 over a few
+    samples), so that different collages give visibly different outputs. Not meant for results."""
     from ..edit.pipeline import Pipeline
     from ..generators import load_generator
     from ..regressors import build_regressor
 
-    spec = {"dcgan": "builtin:tiny-random", "stylegan2": "builtin:tiny-random-stylegan2"}[kind]
-    with torch.random.fork_rng(devices=[]):
-        G = load_generator(spec)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        G = load_generator("builtin:tiny-random-stylegan2", seed=seed)
         torch.manual_seed(seed)
-        E = build_regressor(G, backbone="small")
+        E = build_regressor(G, space="z", backbone="small")
+        x = G(G.sample_latent(64, generator=torch.Generator().manual_seed(seed + 1)), space="z")
+        z = E(x)
+        mean, std = z.mean(0), z.std(0).mean()
+        E.head.weight.div_(std)
+        E.head.bias.sub_(mean).div_(std)
     pipe = Pipeline(G, E, device=device)
-    pipe.source = "tiny" if kind == "dcgan" else "tiny-stylegan2"
+    pipe.source = "tiny"
     return pipe
 
 
 def load_pipeline(spec: str = "toyfaces", device: str | None = None):
     """`--model` of `latentcomp serve`: toyfaces, toyfaces-stylegan2, builtin:toyfaces[-stylegan2],
-    builtin:NAME (a bundled regressor), a regressor run folder / .safetensors file, or tiny /
-    tiny-stylegan2 (random models, for development)."""
+    builtin:NAME (a bundled regressor), a regressor run folder / .safetensors file, or tiny (random
+    models, for development)."""
     from ..edit.pipeline import PRETRAINED, Pipeline
 
     s = str(spec).strip()
     name = s.split(":", 1)[1] if s.startswith("builtin:") else s
-    if name in ("tiny", "tiny-random"):
-        return tiny_pipeline("dcgan", device=device)
-    if name in ("tiny-stylegan2", "tiny-random-stylegan2"):
-        return tiny_pipeline("stylegan2", device=device)
+    if name == "tiny":
+        return tiny_pipeline(device=device)
     if name in PRETRAINED:
         s = name
     pipe = Pipeline.from_pretrained(s, device=device)

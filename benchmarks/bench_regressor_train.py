@@ -124,7 +124,8 @@ def worker(args) -> None:
             Path(args.json).write_text(json.dumps({
                 "generator": args.generator[0], "processes": world, "threads": args.threads * world,
                 "batch": g, "images_per_s": g * args.steps / dt, "step_s": dt / args.steps,
-                "gflop_per_step": flops * world / 1e9, "achieved_gflop_s": flops * world * args.steps / dt / 1e9,
+                "gflop_per_step": flops * world / 1e9,
+                "achieved_gflop_s": flops * world * args.steps / dt / 1e9,
             }))  # fmt: skip
         tr.close()
 

@@ -83,6 +83,16 @@ def test_fid_matches_closed_form():
     assert info["n_a"] == 200 and info["dim"] == 4
 
 
+def test_fid_methods_agree():
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(50, 20, generator=g), torch.randn(60, 20, generator=g) * 1.5 + 0.3
+    from latentcomp.metrics.fid import gaussian_stats
+
+    (m1, s1), (m2, s2) = gaussian_stats(a), gaussian_stats(b)
+    ref = frechet_from_stats(m1, s1, m2, s2, method="sqrtm")[0]
+    assert frechet_from_stats(m1, s1, m2, s2, method="eigh")[0] == pytest.approx(ref, rel=1e-7)
+
+
 def test_fid_singular_covariance_is_stable():
     f = torch.randn(10, 64, generator=torch.Generator().manual_seed(0))  # rank 9 < 64
     g = torch.randn(10, 64, generator=torch.Generator().manual_seed(1))

@@ -1,4 +1,4 @@
-"""LPIPS for the regressor loss: loads backbone weights from a path or the torch hub cache, never downloads."""
+"""LPIPS for the regressor loss: backbone weights from a path or the torch hub cache, never downloaded."""
 
 import pytest
 import torch

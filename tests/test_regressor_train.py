@@ -48,7 +48,9 @@ def test_a_few_steps_reduce_the_test_loss(tmp_path):
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     full = train_regressor(cfg(tmp_path / "full", steps=6, eval_every=3, unmasked_fraction=0.25))
     train_regressor(cfg(tmp_path / "cut", steps=3, eval_every=3, unmasked_fraction=0.25))
-    resumed = train_regressor(cfg(tmp_path / "cut", steps=6, eval_every=3, unmasked_fraction=0.25, resume=True))
+    resumed = train_regressor(
+        cfg(tmp_path / "cut", steps=6, eval_every=3, unmasked_fraction=0.25, resume=True)
+    )
     assert resumed.step == full.step == 6
     a, b = load_file(tmp_path / "full" / "last.safetensors"), load_file(tmp_path / "cut" / "last.safetensors")
     assert a.keys() == b.keys()
@@ -98,7 +100,8 @@ def test_real_images_and_part_masks_plumbing(tmp_path, monkeypatch):
             return SimpleNamespace(partmap=pm)
 
     monkeypatch.setattr(RegressorTrainer, "_load_analyzer", staticmethod(lambda spec, device: FakeAnalyzer()))
-    tr = RegressorTrainer(cfg(tmp_path / "run", real=str(real), real_fraction=0.5, mask_kind="parts", batch=8))
+    run = cfg(tmp_path / "run", real=str(real), real_fraction=0.5, mask_kind="parts", batch=8)
+    tr = RegressorTrainer(run)
     from latentcomp.training.regressor import step_generator
 
     x, m, target, weight = tr.make_batch(step_generator(0, 0), 8, slice(0, 8))
@@ -135,7 +138,7 @@ def test_cli_train_info_and_resume(tmp_path, capsys):
 def test_missing_lpips_weights_stop_with_a_clear_message(tmp_path, capsys, monkeypatch):
     old = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "hub"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("tried to download"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("downloads"))
     try:
         with pytest.raises(SystemExit) as e:
             main(["regressor", "train", "--generator", "builtin:tiny-random", "--out", str(tmp_path / "run"),
@@ -149,3 +152,11 @@ def test_missing_lpips_weights_stop_with_a_clear_message(tmp_path, capsys, monke
     assert "--lpips none" in err and "--lpips-weights" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()  # stopped before writing anything
+
+
+def test_time_limit_stops_with_a_checkpoint(tmp_path, capsys):
+    res = train_regressor(cfg(tmp_path / "run", steps=50, eval_every=50, max_minutes=1e-9))
+    assert res.step == 1 and (tmp_path / "run" / "best.safetensors").is_file()
+    assert "--max-minutes" in capsys.readouterr().err
+    res = train_regressor(cfg(tmp_path / "run", steps=3, eval_every=50, resume=True))
+    assert res.step == 3

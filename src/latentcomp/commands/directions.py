@@ -1,5 +1,327 @@
-"""Placeholder: commands registered by a later change."""
+"""`latentcomp directions compute | list | evaluate` and `latentcomp navigate`: editing directions in latent
+space, and editing real images (or collages) along them through the regressor. Thin: parse, call
+`latentcomp.navigate`, write, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import LatentcompError
+
+MODEL_HELP = (
+    "Model: toyfaces, toyfaces-stylegan2, builtin:NAME or a regressor run folder / .safetensors file."
+)
+ANALYZER_HELP = "Classifier that labels samples (supervised directions): builtin:toyfaces-analyzer or a path."
+
+directions_app = typer.Typer(
+    help="Editing directions: compute (PCA, SeFa, supervised), list, evaluate.", no_args_is_help=True
+)
+
+
+def _load_analyzer(spec: str):
+    from ..metrics.analyzer import load_analyzer
+
+    return load_analyzer(spec)
+
+
+def _pipeline(model: str, device: str | None = None, allow_untrained: bool = False):
+    """A Pipeline by model name; a plain generator spec gets an untrained regressor (smoke tests only)."""
+    from ..edit.pipeline import Pipeline
+
+    aliases = {
+        "builtin:toyfaces": "toyfaces",
+        "builtin:toyfaces-dcgan": "toyfaces",
+        "builtin:toyfaces-stylegan2": "toyfaces-stylegan2",
+    }
+    name = aliases.get(model, model)
+    try:
+        return Pipeline.from_pretrained(name, device=device)
+    except LatentcompError as first:
+        if not allow_untrained:
+            raise
+        try:
+            from ..generators import load_generator
+            from ..regressors import build_regressor
+
+            G = load_generator(model)
+        except (LatentcompError, ImportError, ValueError):
+            raise first from None
+        import torch
+
+        from ..io import print_notice
+
+        torch.manual_seed(0)
+        print_notice(
+            f"{model} is a generator without a regressor; using an UNTRAINED regressor (smoke test only)"
+        )
+        pipe = Pipeline(G, build_regressor(G), device=device)
+        pipe.source = model
+        return pipe
+
+
+def _generator(generator: str | None, model: str | None, device: str | None):
+    from ..generators import load_generator
+
+    if (generator is None) == (model is None):
+        raise LatentcompError("give exactly one of --generator SPEC or --model MODEL")
+    if generator is not None:
+        return load_generator(generator, device=device)
+    return _pipeline(model, device).generator
+
+
+@directions_app.command("compute")
+def compute(
+    out: Path = typer.Option(
+        ..., help="Directions folder; the set is written as OUT/NAME.safetensors + .json."
+    ),
+    method: str = typer.Option(
+        ..., help="pca (GANSpace), sefa (closed form) or supervised (linear boundaries)."
+    ),
+    generator: str = typer.Option(None, help="Generator spec, e.g. builtin:toyfaces-stylegan2."),
+    model: str = typer.Option(None, help=MODEL_HELP + " (its generator is used)."),
+    space: str = typer.Option(None, help="z, w or w+ (default: w where the generator has it, else z)."),
+    layers: str = typer.Option(None, help="w+ rows the directions act on, e.g. 0-3 (implies --space w+)."),
+    k: int = typer.Option(10, help="Number of PCA / SeFa components."),
+    n: int = typer.Option(None, help="Samples: PCA 2000, supervised 1000 labelled samples by default."),
+    layer: str = typer.Option(
+        None,
+        help="PCA of this feature layer's activations, lifted back (GANSpace); "
+        "'latent' = PCA of the latents (default: w, or the first layer for a normal z).",
+    ),
+    target: list[str] = typer.Option(
+        None,
+        help="Supervised: ATTR=VALUE (repeatable; VALUE 'any' = every "
+        "value but the first, e.g. glasses=any) (default: one per attribute).",
+    ),
+    condition: list[str] = typer.Option(
+        None,
+        help="Supervised: also write NAME_cond directions with these "
+        "directions projected out (repeatable target names, or 'all' = each "
+        "target conditioned on all the others).",
+    ),
+    analyzer: str = typer.Option("builtin:toyfaces-analyzer", help=ANALYZER_HELP),
+    boundary: str = typer.Option("svm", help="Supervised boundary: svm (LinearSVC) or logreg."),
+    name: str = typer.Option(None, help="Set name (default: the method, e.g. pca, sefa-w+0-3, supervised)."),
+    seed: int = typer.Option(0, help="Seed of the sampled latents."),
+    device: str = typer.Option(None, help="Torch device (default: cpu)."),
+):
+    """Compute a set of directions for one generator and save it in a directions folder."""
+    from .. import navigate as nav
+    from ..navigate.directions import format_layers
+
+    G = _generator(generator, model, device)
+    sp = space or ("w+" if layers else nav.default_space(G))
+    lay = nav.parse_layers(layers, G.num_ws or None) if layers else None
+    if lay is not None and sp != "w+":
+        raise LatentcompError("--layers needs --space w+ (or no --space)")
+    info = {
+        "method": method,
+        "generator": G.spec,
+        "space": sp,
+        "layers": list(lay) if lay else None,
+        "seed": seed,
+    }
+    if method == "pca":
+        dirs = nav.pca_directions(G, k=k, n=n or 2000, space=sp, layer=layer, layers=lay, seed=seed)
+    elif method == "sefa":
+        dirs = nav.sefa_directions(G, k=k, space=sp, layers=lay, seed=seed)
+    elif method == "supervised":
+        an = _load_analyzer(analyzer)
+        samples = nav.label_samples(G, an, n or 1000, seed=seed, space=sp, progress=True)
+        dirs = nav.attribute_directions(
+            samples,
+            an.attribute_values,
+            target or None,
+            method=boundary,
+            generator=G.spec,
+            layers=lay,
+            seed=seed,
+        )
+        if condition:
+            conds = None if list(condition) == ["all"] else list(condition)
+            dirs = dirs + nav.conditional_set(dirs, samples.latents, conds)
+        info.update(analyzer=analyzer, samples=n or 1000, boundary=boundary)
+    else:
+        raise LatentcompError(f"unknown --method {method!r}; accepted: pca, sefa, supervised")
+    set_name = name or (
+        method
+        + (f"-{sp}" if sp != nav.default_space(G) else "")
+        + (format_layers(lay).replace(",", "_") if lay else "")
+    )
+    path = nav.save_directions(dirs, Path(out) / set_name, info=info)
+    print(
+        f"wrote {path} ({len(dirs)} directions, {G.spec}, space {sp}"
+        + (f" layers {format_layers(lay)}" if lay else "")
+        + ")"
+    )
+    for d in dirs:
+        print("  " + d.describe())
+
+
+@directions_app.command("list")
+def list_(folder: Path = typer.Argument(Path("directions"), help="Directions folder.")):
+    """List the direction sets of a folder and the directions in each."""
+    from ..navigate import list_directions
+
+    sets = list_directions(folder)
+    if not sets:
+        print(f"no direction sets in {folder}")
+        return
+    for set_name, dirs in sets.items():
+        gens = sorted({d.generator for d in dirs})
+        print(f"{set_name} ({len(dirs)} directions; {', '.join(gens)})")
+        for d in dirs:
+            print("  " + d.describe())
+
+
+@directions_app.command("evaluate")
+def evaluate(
+    model: list[str] = typer.Option(["toyfaces", "toyfaces-stylegan2"], help=MODEL_HELP + " Repeatable."),
+    out: Path = typer.Option(
+        ..., help="Output folder: MODEL.json, MODEL.md, strips/, directions/, strips.png, results.md."
+    ),
+    strength: float = typer.Option(3.0, help="Edit strength (std of the latents along the direction)."),
+    n_train: int = typer.Option(None, help="Labelled samples for the boundaries (400)."),
+    n_eval: int = typer.Option(None, help="Fresh samples per edit (64)."),
+    n_compare: int = typer.Option(None, help="Renders for the side-by-side with edit by example (32)."),
+    k: int = typer.Option(None, help="PCA / SeFa components considered for the best match (6)."),
+    target: list[str] = typer.Option(
+        None, help="ATTR=VALUE targets (repeatable) (default: one per attribute)."
+    ),
+    space: str = typer.Option(None, help="Space of the directions (w where the generator has it, else z)."),
+    analyzer: str = typer.Option("builtin:toyfaces-analyzer", help=ANALYZER_HELP),
+    boundary: str = typer.Option("svm", help="svm or logreg."),
+    compare: bool = typer.Option(True, help="Side by side with edit by example (toyfaces only)."),
+    quick: bool = typer.Option(False, help="Tiny sizes (a smoke test; the numbers mean little)."),
+    seed: int = typer.Option(0, help="Seed."),
+    device: str = typer.Option(None, help="Torch device (default: cpu)."),
+):
+    """Flip rate and interference of supervised / conditional / unsupervised directions on toyfaces, and
+    locality versus edit by example. Writes JSON, markdown tables and strips."""
+    import sys
+
+    from .. import io
+    from ..navigate.evaluate import (
+        EvalSizes,
+        evaluate_navigation,
+        markdown_tables,
+        save_results,
+        strip_figure,
+    )
+
+    sizes = EvalSizes.quick() if quick else EvalSizes()
+    for attr, v in (
+        ("n_train", n_train),
+        ("n_eval", n_eval),
+        ("n_compare", n_compare),
+        ("unsupervised_k", k),
+    ):
+        if v is not None:
+            if v < 1:
+                raise LatentcompError(f"--{attr.replace('_', '-')} must be at least 1; got {v}")
+            setattr(sizes, attr, v)
+    an = _load_analyzer(analyzer)
+    results = []
+    for m in model:
+        print(f"evaluating {m} ...", file=sys.stderr, flush=True)
+        pipe = _pipeline(m, device, allow_untrained=True)
+        res = evaluate_navigation(
+            pipe,
+            an,
+            strength=strength,
+            sizes=sizes,
+            targets=target or None,
+            space=space,
+            boundary=boundary,
+            seed=seed,
+            compare=compare,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+        )
+        written = save_results(res, out)
+        results.append(res)
+        sm = res["summary"]
+        line = ", ".join(
+            f"{k.replace('_', ' ')}: flip {v['flip_rate'] * 100:.0f}% others unchanged "
+            f"{v['others_unchanged'] * 100:.0f}%"
+            for k, v in sm.items()
+            if v["flip_rate"] == v["flip_rate"]
+        )
+        print(f"{m}: {line} ({res['seconds']:.0f} s) -> {written['markdown']}")
+    io.write_text(Path(out) / "results.md", "\n".join(markdown_tables(r) for r in results))
+    strip_figure(results, Path(out) / "strips.png")
+    print(f"wrote {Path(out) / 'results.md'} and {Path(out) / 'strips.png'}")
+
+
+def navigate(
+    model: str = typer.Option("toyfaces", help=MODEL_HELP),
+    image: Path = typer.Option(None, help="Image to edit (or use --part for a collage)."),
+    mask: Path = typer.Option(None, help="Known-pixel mask of --image (white = keep)."),
+    part: list[str] = typer.Option(
+        None, help="IMAGE[:MASK], repeatable: compose a collage first, then move."
+    ),
+    direction: str = typer.Option(..., help="NAME, SET:NAME or FILE.safetensors:NAME (see directions list)."),
+    directions: Path = typer.Option(Path("directions"), help="Directions folder to look NAME up in."),
+    strength: float = typer.Option(3.0, help="Strength in std of the latents along the direction."),
+    strip: str = typer.Option(
+        None, help="Strengths for a strip, e.g. -3,-1.5,0,1.5,3 (OUT is then the strip)."
+    ),
+    layers: str = typer.Option(None, help="Only move these w+ rows, e.g. 0-3 (w / w+ directions)."),
+    refine: int = typer.Option(0, help="Latent refinement steps after the regressor (0 = off)."),
+    raw: bool = typer.Option(False, help="Strength in latent units instead of std."),
+    out: Path = typer.Option(..., help="Output image (.png, .jpg, .webp)."),
+    device: str = typer.Option(None, help="Torch device (default: cpu)."),
+):
+    """Edit an image (or a collage) along a latent direction: invert with the regressor, move, generate."""
+    from .. import io
+    from ..navigate import find_direction, parse_strengths, strip_grid
+    from ..navigate import navigate as nav_fn
+
+    if out.suffix.lower() not in io.IMAGE_SUFFIXES:
+        raise LatentcompError(f"--out {out} must end in one of {', '.join(io.IMAGE_SUFFIXES)}")
+    if (image is None) == (not part):
+        raise LatentcompError("give --image IMG (optionally with --mask) or one or more --part IMG[:MASK]")
+    if part and mask is not None:
+        raise LatentcompError("--mask goes with --image; give each part its mask as --part IMG:MASK")
+    d = find_direction(direction, directions)
+    pipe = _pipeline(model, device)
+    specs = [(image, mask)] if image is not None else [_split_part(p) for p in part]
+    imgs, masks = [], []
+    for i, (ip, mp) in enumerate(specs):
+        what = "image" if image is not None else f"part {i + 1} image"
+        img = io.load_image(ip, size=pipe.resolution, channels=pipe.channels, what=what)
+        m = None
+        if mp is not None:
+            w, h = io.image_size(ip)
+            m = io.load_mask(mp, size=pipe.resolution, image_hw=(h, w), what=f"{what} mask")
+        imgs.append(img)
+        masks.append(m)
+    strengths = parse_strengths(strip) if strip else [strength]
+    res = nav_fn(pipe, imgs, masks, d, strengths, layers=layers, refine=refine, units="raw" if raw else "std")
+    if strip:
+        io.save_image(strip_grid(res.images[:1]), out)
+        what = f"strip of {len(strengths)} strengths ({', '.join(f'{s:g}' for s in strengths)})"
+    else:
+        io.save_image(res.images[0, 0], out)
+        what = f"strength {strength:g}"
+    print(
+        f"wrote {out}: {d.name} ({d.method}, {d.space}"
+        + (f", layers {layers}" if layers else "")
+        + f"), {what}, {res.seconds:.2f} s"
+    )
+
+
+def _split_part(spec: str) -> tuple[Path, Path | None]:
+    from ..io import IMAGE_SUFFIXES
+
+    if ":" in spec and not Path(spec).is_file():
+        left, right = spec.rsplit(":", 1)
+        if left and right and Path(right).suffix.lower() in IMAGE_SUFFIXES:
+            return Path(left), Path(right)
+    return Path(spec), None
 
 
 def register(app) -> None:
-    pass
+    app.add_typer(directions_app, name="directions")
+    app.command("navigate")(navigate)

@@ -19,6 +19,7 @@ def train(
     steps: int = typer.Option(10000, help="Total training steps (with --resume: the new total)."),
     batch: int = typer.Option(32, help="Batch size."),
     lr: float = typer.Option(None, help="Learning rate (default 0.002 for stylegan2, 0.0002 for dcgan)."),
+    d_lr: float = typer.Option(None, help="Discriminator learning rate (default 0.0004 for stylegan2, else --lr)."),
     width: int = typer.Option(32, help="Base channel width of G and D."),
     z_dim: int = typer.Option(128, help="Latent size (also the w size for stylegan2)."),
     r1_gamma: float = typer.Option(0.1, help="R1 penalty weight on real images."),
@@ -38,12 +39,41 @@ def train(
         torch.set_num_threads(threads)
     if lr is None:
         lr = 0.002 if arch == "stylegan2" else 0.0002
-    cfg = GANConfig(data=data, arch=arch, resolution=resolution, steps=steps, batch=batch, seed=seed, lr=lr,
+    if d_lr is None:
+        d_lr = 0.0004 if arch == "stylegan2" else lr
+    cfg = GANConfig(data=data, arch=arch, resolution=resolution, steps=steps, batch=batch, seed=seed, lr=lr, d_lr=d_lr,
                     r1_gamma=r1_gamma, pool_size=pool_size, z_dim=z_dim, width=width,
                     checkpoint_every=checkpoint_every, device=device)
     trainer = GANTrainer(cfg, out, resume=resume)
     trainer.train()
     typer.echo(f"done: {trainer.step} steps; generator at {out / 'generator.safetensors'}; samples {out / 'samples.png'}")
+
+
+@gan_app.command("evaluate")
+def evaluate(
+    generator: str = typer.Option(..., help="Generator spec, e.g. builtin:toyfaces-dcgan or dcgan:RUN/generator.safetensors."),
+    n: int = typer.Option(5000, help="Samples (and renders) to compare."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    out: Path = typer.Option(None, help="Write the figures as JSON here."),
+):
+    """Quality of a toyfaces generator by the analyzer: attribute marginals, confidence, domain FID."""
+    import json
+
+    from ..generators import load_generator
+    from ..metrics.generator_quality import generator_quality
+
+    result = generator_quality(load_generator(generator), n=n, seed=seed)
+    text = json.dumps(result, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(
+        f"max attribute marginal gap {result['max_marginal_gap_pp']:.1f} pp; confidence on samples "
+        f"{result['confidence_samples']:.3f} (renders {result['confidence_renders']:.3f}); domain FID "
+        f"{result['fid_samples_vs_renders']:.2f} (renders vs renders {result['fid_renders_vs_renders']:.2f})"
+    )
+    for name, gap in result["marginal_gap_pp"].items():
+        typer.echo(f"  {name:18s} gap {gap:5.1f} pp")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,45 +18,45 @@ def train(
     ),
     out: Path = typer.Option(..., help="Run folder: config.json, best/last.safetensors, state.pt, tb/."),
     space: str | None = typer.Option(
-        None, help="Latent space of the head: z, w or w+ [default: w+ where the generator has it, else z]."
+        None, help="Latent space of the head: z, w or w+ (default: w+ where the generator has it, else z)."
     ),
     backbone: str | None = typer.Option(
         None,
-        help="small, resnet18 or resnet34 [default: small up to 64 px, resnet18 up to 256, resnet34 above].",
+        help="small, resnet18 or resnet34 (default: small up to 64 px, resnet18 up to 256, resnet34 above).",
     ),
     steps: int | None = typer.Option(
-        None, help="Total steps (with --resume: the new total) [default: 10000]."
+        None, help="Total steps (with --resume: the new total) (default: 10000)."
     ),
     batch: int | None = typer.Option(
-        None, help="Batch per process; global = processes x batch [default: 16]."
+        None, help="Batch per process; global = processes x batch (default: 16)."
     ),
-    lr: float | None = typer.Option(None, help="Adam learning rate (betas 0.5, 0.999) [default: 1e-4]."),
+    lr: float | None = typer.Option(None, help="Adam learning rate (betas 0.5, 0.999) (default: 1e-4)."),
     mask_kind: str | None = typer.Option(
         None,
         help="noise (the paper's sampler), rect, parts (toyfaces part "
-        "masks via the analyzer) or none [default: noise].",
+        "masks via the analyzer) or none (default: noise).",
     ),
-    unmasked_fraction: float | None = typer.Option(None, help="Fraction of fully known inputs [default: 0]."),
+    unmasked_fraction: float | None = typer.Option(None, help="Fraction of fully known inputs (default: 0)."),
     real: Path | None = typer.Option(None, help="Folder of real images to mix in (no latent loss on them)."),
     real_fraction: float | None = typer.Option(
-        None, help="Fraction of each batch taken from --real [default: 0]."
+        None, help="Fraction of each batch taken from --real (default: 0)."
     ),
     lpips: str | None = typer.Option(
         None,
-        help="Perceptual loss: alex, vgg or none [default: alex]; needs "
+        help="Perceptual loss: alex, vgg or none (default: alex); needs "
         "torchvision ImageNet weights in the torch hub cache or --lpips-weights.",
     ),
     lpips_weights: Path | None = typer.Option(None, help="ImageNet AlexNet/VGG16 state dict for LPIPS."),
-    w_mse: float | None = typer.Option(None, help="Weight of the image MSE [default: 1]."),
-    w_lpips: float | None = typer.Option(None, help="Weight of LPIPS [default: 1]."),
-    w_latent: float | None = typer.Option(None, help="Weight of the latent loss [default: 1]."),
+    w_mse: float | None = typer.Option(None, help="Weight of the image MSE (default: 1)."),
+    w_lpips: float | None = typer.Option(None, help="Weight of LPIPS (default: 1)."),
+    w_latent: float | None = typer.Option(None, help="Weight of the latent loss (default: 1)."),
     eval_every: int | None = typer.Option(
-        None, help="Steps between test evaluations + checkpoints [default: 500]."
+        None, help="Steps between test evaluations + checkpoints (default: 500)."
     ),
-    test_size: int | None = typer.Option(None, help="Held-out test samples (fixed seed) [default: 64]."),
-    seed: int | None = typer.Option(None, help="Seed of init, latents, masks and test set [default: 0]."),
+    test_size: int | None = typer.Option(None, help="Held-out test samples (fixed seed) (default: 64)."),
+    seed: int | None = typer.Option(None, help="Seed of init, latents, masks and test set (default: 0)."),
     input_size: int | None = typer.Option(
-        None, help="Backbone working size [default: min(res, 64) for small, min(res, 256) for resnets]."
+        None, help="Backbone working size (default: min(res, 64) for small, min(res, 256) for resnets)."
     ),
     rgb_only: bool = typer.Option(
         False, "--rgb-only", help="RGB input without the mask channel (for comparison)."
@@ -64,7 +64,10 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out exactly where it stopped."
     ),
-    device: str | None = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda if available]."),
+    device: str | None = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available)."),
+    max_minutes: float | None = typer.Option(
+        None, help="Stop with a checkpoint after this many minutes (--resume continues) (default: no limit)."
+    ),
     threads: int = typer.Option(0, help="torch threads per process (0 = torch's default)."),
     no_tensorboard: bool = typer.Option(False, "--no-tensorboard", help="Skip TensorBoard logs."),
 ):
@@ -85,7 +88,7 @@ def train(
         "real": str(real) if real else None, "real_fraction": real_fraction, "lpips": lpips,
         "lpips_weights": str(lpips_weights) if lpips_weights else None, "w_mse": w_mse, "w_lpips": w_lpips,
         "w_latent": w_latent, "eval_every": eval_every, "test_size": test_size, "seed": seed,
-        "input_size": input_size, "device": device,
+        "input_size": input_size, "device": device, "max_minutes": max_minutes,
     }  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}
     if rgb_only:

@@ -105,6 +105,10 @@ def evaluate_composition(
     an.to(pipe.device)
     if pipe.channels != 3:
         raise LatentcompError("composition evaluation needs a 3-channel toyfaces generator")
+    from ..data.toyfaces import ATTRIBUTES
+
+    if list(an.attribute_names) != list(ATTRIBUTES):
+        raise LatentcompError("the analyzer's attributes differ from toyfaces'; use a toyfaces analyzer")
     t_start = time.perf_counter()
     coll = toyfaces_collages(
         n, pipe.resolution, seed=seed, n_sources=n_sources, source=source, pipe=pipe, analyzer=an

@@ -527,7 +527,7 @@ def train_analyzer(out: str | os.PathLike, steps: int = 6000, batch: int = 48, s
     opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.99))
     start, elapsed = 0, 0.0
     hp = {"steps": steps, "batch": batch, "seed": seed, "lr": lr, "attr_weight": attr_weight,
-          "dice_weight": dice_weight}
+          "dice_weight": dice_weight, "schedule": [[0, steps]]}
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ck["config"]["widths"] != config["widths"] or ck["config"]["parts"] != config["parts"]:
@@ -535,9 +535,13 @@ def train_analyzer(out: str | os.PathLike, steps: int = 6000, batch: int = 48, s
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         start, elapsed = int(ck["step"]), float(ck.get("elapsed", 0.0))
-        for k in ("batch", "seed"):
-            if ck["hparams"][k] != hp[k]:
-                raise LatentcompError(f"--{k} {hp[k]} differs from the run in {out} ({ck['hparams'][k]})")
+        for k in ("batch", "seed", "lr", "attr_weight", "dice_weight"):
+            if ck["hparams"].get(k) != hp[k]:
+                raise LatentcompError(f"{k} {hp[k]} differs from the run in {out} ({ck['hparams'].get(k)})")
+        # --steps may change on resume (the cosine schedule then follows the new length from here on)
+        hp["schedule"] = ck["hparams"].get("schedule", [[0, ck["hparams"]["steps"]]])
+        if hp["schedule"][-1][1] != steps:
+            hp["schedule"] = hp["schedule"] + [[start, steps]]
     ds = tf.ToyFaces(resolution=64, seed=seed)
     ev = tf.ToyFaces(resolution=64, seed=EVAL_SEED)
     writer = None
@@ -548,7 +552,11 @@ def train_analyzer(out: str | os.PathLike, steps: int = 6000, batch: int = 48, s
             writer = SummaryWriter(str(out / "tb"), purge_step=start)
         except ImportError:  # pragma: no cover
             writer = None
-    log = open(out / "log.jsonl", "a")
+    log_path = out / "log.jsonl"
+    if log_path.exists():  # drop records past the checkpoint (written after it by an interrupted call)
+        keep = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
+        log_path.write_text("".join(ln + "\n" for ln in keep))
+    log = open(log_path, "a")
     n_attr = len(config["attributes"])
 
     def save_ckpt(step):

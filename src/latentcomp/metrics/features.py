@@ -61,7 +61,7 @@ class Extractor:
         self.fn = fn
         self.name = name
         self.batch_size = int(batch_size)
-        self.device = torch.device(device)
+        self.device = torch.device(device or "cpu")
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -149,7 +149,7 @@ def analyzer_features(analyzer="builtin:toyfaces-analyzer", batch_size: int = 25
     if isinstance(analyzer, str | Path):
         from .analyzer import load_analyzer
 
-        an = load_analyzer(analyzer, device=str(device))
+        an = load_analyzer(analyzer, device=str(device or "cpu"))
         name = f"analyzer:{analyzer}"
     else:
         an = analyzer

@@ -69,9 +69,10 @@ def load_masked_lpips(net: str = "alex", weights: str | None = None, device: str
     key = (net, str(weights), str(torch.device(device)))
     if key not in _LPIPS_CACHE:
         try:
-            from ..losses import load_lpips
+            from ..losses import find_lpips_backbone, load_lpips
         except ImportError as e:  # pragma: no cover - losses ships with the package
             raise LatentcompError(f"masked LPIPS needs latentcomp.losses ({e})") from e
+        find_lpips_backbone(net, weights)  # fails fast, before the slow lpips import, where nothing is local
         _LPIPS_CACHE[key] = load_lpips(net, weights=weights, device=device)
     return _LPIPS_CACHE[key]
 

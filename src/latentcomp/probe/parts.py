@@ -2,7 +2,7 @@
 
 For samples z, the activation of a layer `G.features(z, layer)` (N, C, h, w) is standardised per channel
 (statistics over the fitting samples) and L2-normalised per pixel, so that a pixel is described by the
-direction of its feature vector, then clustered with k-means (sklearn MiniBatchKMeans, seeded) on a
+direction of its feature vector, then clustered with k-means (torch, k-means++ seeding, the best of 2 seeded runs) on a
 random subset of pixels. A sample's part map is the nearest centre of each pixel of its features,
 upsampled bilinearly to the image size: (N, H, W) with values in 0..k-1. Several layers can be
 combined (each upsampled to the largest of them, then concatenated).
@@ -105,11 +105,45 @@ class PartModel:
         return torch.cat(maps)
 
 
+def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50, n_init: int = 2,
+           tol: float = 1e-5) -> tuple[torch.Tensor, float]:  # fmt: skip
+    """Lloyd's k-means with k-means++ seeding in torch (deterministic for the seed): (centres (k, D),
+    inertia = sum of squared distances to the nearest centre). The best of `n_init` runs."""
+    x = x.float()
+    n = x.shape[0]
+    if n < k:
+        raise LatentcompError(f"k-means with k = {k} needs at least {k} points; got {n}")
+    g = torch.Generator().manual_seed(int(seed))
+    best_c, best_inertia = None, math.inf
+    for _ in range(max(1, n_init)):
+        c = x[torch.randint(n, (1,), generator=g)]
+        d2 = torch.cdist(x, c).pow(2).squeeze(1)
+        for _ in range(1, k):  # k-means++: next centre with probability ~ squared distance
+            probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
+            nxt = x[torch.multinomial(probs, 1, generator=g)]
+            c = torch.cat([c, nxt])
+            d2 = torch.minimum(d2, torch.cdist(x, nxt).pow(2).squeeze(1))
+        prev = math.inf
+        for _ in range(iters):
+            dist = torch.cdist(x, c)
+            lab = dist.argmin(1)
+            inertia = float(dist.gather(1, lab[:, None]).pow(2).sum())
+            sums = torch.zeros_like(c).index_add_(0, lab, x)
+            counts = torch.bincount(lab, minlength=k).float()
+            empty = counts == 0
+            c = torch.where(empty[:, None], c, sums / counts.clamp(min=1)[:, None])
+            if prev - inertia <= tol * max(prev, 1e-12):
+                break
+            prev = inertia
+        inertia = float(torch.cdist(x, c).min(1).values.pow(2).sum())
+        if inertia < best_inertia:
+            best_c, best_inertia = c.clone(), inertia
+    return best_c, best_inertia
+
+
 def fit_parts(G, k: int = 8, n: int = 200, layers: list[str] | None = None, seed: int = 0, batch: int = 32,
               space: str = "z") -> PartModel:  # fmt: skip
     """Cluster the features of n samples of G into k parts (module doc)."""
-    from sklearn.cluster import MiniBatchKMeans
-
     t0 = time.perf_counter()
     if k < 2:
         raise LatentcompError(f"part discovery needs k >= 2 clusters; got {k}")
@@ -138,10 +172,7 @@ def fit_parts(G, k: int = 8, n: int = 200, layers: list[str] | None = None, seed
     rng = np.random.default_rng(seed)
     if flat.shape[0] > MAX_FIT_PIXELS:
         flat = flat[torch.from_numpy(rng.choice(flat.shape[0], MAX_FIT_PIXELS, replace=False))]
-    km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=4096, n_init=3, max_iter=200)
-    km.fit(flat.numpy().astype(np.float64))
-    model.centers = torch.from_numpy(km.cluster_centers_).float()
-    model.inertia = float(km.inertia_)
+    model.centers, model.inertia = kmeans(flat, k, seed=seed)
     model.seconds = time.perf_counter() - t0
     model.names = [f"cluster{i}" for i in range(k)]
     return model

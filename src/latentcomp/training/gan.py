@@ -36,6 +36,7 @@ class GANConfig:
     batch: int = 32
     seed: int = 0
     lr: float = 0.002
+    d_lr: float = 0.0  # 0 = same as lr
     r1_gamma: float = 0.1
     r1_every: int = 8
     ema_half_life: float = 500.0  # in images x 1000 would be StyleGAN's unit; here in steps
@@ -185,7 +186,9 @@ class GANTrainer:
         betas = (0.0, 0.99) if cfg.arch == "stylegan2" else (0.5, 0.99)
         r1_ratio = cfg.r1_every / (cfg.r1_every + 1)  # lazy regularisation, as in StyleGAN2
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * r1_ratio,
+        # the discriminator has plain (not equalized-lr) layers, so it may need a smaller rate than an
+        # equalized-lr StyleGAN2 generator
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=(cfg.d_lr or cfg.lr) * r1_ratio,
                                       betas=(betas[0] ** r1_ratio, betas[1] ** r1_ratio))
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.step = 0

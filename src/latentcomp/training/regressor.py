@@ -79,13 +79,16 @@ class TrainConfig:
     input_size: int | None = None
     part_analyzer: str = "builtin:toyfaces-analyzer"
     log_every: int = 10
+    max_minutes: float = (
+        0.0  # stop (with a checkpoint) after this much wall time in this invocation; 0 = none
+    )
     tensorboard: bool = True
     progress: bool = True
     resume: bool = False
 
     # options that may change when a run is resumed; all others must match the saved run
     RESUMABLE_CHANGES = ("out", "steps", "eval_every", "device", "log_every", "tensorboard", "progress",
-                         "resume", "lpips_weights", "real")  # fmt: skip
+                         "resume", "lpips_weights", "real", "max_minutes")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,9 +226,8 @@ def setup_distributed(device: str) -> tuple[DistInfo, torch.device]:
         info.rank, info.world = dist.get_rank(), dist.get_world_size()
         info.local_rank = int(os.environ.get("LOCAL_RANK", str(info.rank)))
     if want_cuda:
+        # an explicit cuda:N wins; under torchrun each process takes the GPU of its local rank
         dev = torch.device(device if ":" in device else f"cuda:{info.local_rank if info.world > 1 else 0}")
-        if info.world > 1 and ":" not in device:
-            dev = torch.device(f"cuda:{info.local_rank}")
     else:
         dev = torch.device("cpu")
     return info, dev
@@ -555,7 +557,7 @@ class RegressorTrainer:
 
         bar = tqdm(total=cfg.steps, initial=min(self.step, cfg.steps), desc="regressor", unit="step",
                    disable=not (self.dist.is_main and cfg.progress), dynamic_ncols=True)  # fmt: skip
-        t_last = time.perf_counter()
+        t_last = t_start = time.perf_counter()
         try:
             while self.step < cfg.steps:
                 losses = self.train_step()
@@ -570,11 +572,19 @@ class RegressorTrainer:
                 if self.writer is not None and (self.step % cfg.log_every == 0 or self.step == 1):
                     for k, v in losses.items():
                         self.writer.add_scalar(f"train/{k}", v, self.step)
-                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                out_of_time = cfg.max_minutes > 0 and self._agree(now - t_start > 60 * cfg.max_minutes)
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps or out_of_time:
                     last_test = self._eval_and_save()
                     bar.set_postfix(
                         loss=f"{losses['loss']:.4f}", test=f"{last_test.get('loss', math.nan):.4f}"
                     )
+                if out_of_time:
+                    if self.dist.is_main:
+                        _log(
+                            f"--max-minutes {cfg.max_minutes:g} reached at step {self.step}; "
+                            "--resume continues"
+                        )
+                    break
         except KeyboardInterrupt:
             if self.dist.world == 1 and self.step > 0:
                 _log(f"interrupted: saving a checkpoint at step {self.step} (continue with --resume)")
@@ -594,6 +604,14 @@ class RegressorTrainer:
         return TrainResult(
             self.run_dir, self.step, self.best_loss, last_test, list(self.history), self.wall_s
         )
+
+    def _agree(self, flag: bool) -> bool:
+        """Rank 0's decision, shared with every rank (so that all processes stop at the same step)."""
+        if self.dist.world == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.broadcast(t, src=0)
+        return bool(t.item())
 
     def rank_param_divergence(self) -> float:
         """Max |param - rank 0's param| over all parameters and ranks (0.0 when DDP keeps them in sync)."""

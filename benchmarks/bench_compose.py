@@ -1,0 +1,287 @@
+"""Compose speed: E + G throughput (batched) and single-image latency, achieved FLOP/s against the matmul peak.
+
+    python benchmarks/bench_compose.py                 # bundled 64x64 models + ProGAN / StyleGAN2 at 256
+    python benchmarks/bench_compose.py --quick         # smoke run (tiny sizes)
+    python benchmarks/bench_compose.py --no-compile    # skip the torch.compile variant
+
+Models: the bundled `toyfaces` (DCGAN) and `toyfaces-stylegan2` pipelines (falling back, with a printed
+note, to `builtin:tiny-random` / `builtin:tiny-random-stylegan2` with fresh regressors while the bundled
+weights are not installed), a GAN Dissect ProGAN and a StyleGAN2 (config-f widths) at 256x256 with random
+weights and ResNet-18 regressors (`build_regressor` defaults).
+
+What is timed: the core of compose, `G(E(x * m, m)).clamp(-1, 1)` under no_grad, on noise masks of the
+paper's sampler; batched throughput (images/s) and batch-1 latency (p50/p95). The full
+`Pipeline.compose` call (input validation, collage, E, G, known-pixel error) is timed at batch 1 as well.
+Variants, each measured in the same run: fp32 eager (threads = cores), channels_last, bf16 autocast,
+channels_last + bf16, fp32 with one thread, and torch.compile (in a subprocess with a time cap, since
+compiling can take minutes on a small machine). FLOPs per image come from
+torch.utils.flop_counter.FlopCounterMode (convolutions and matmuls); achieved FLOP/s = images/s x FLOPs
+per image, reported as a fraction of this machine's fp32 (and bf16) matmul rate measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+VARIANTS = ("fp32", "channels_last", "bf16", "channels_last+bf16", "fp32-1thread")
+
+
+# ---------------------------------------------------------------------------------------------- models
+def build(name: str, quick: bool = False):
+    """(G, E, note) for a benchmark model name; deterministic, so a subprocess can rebuild the same."""
+    from latentcomp.edit.pipeline import Pipeline
+    from latentcomp.errors import LatentcompError
+    from latentcomp.regressors import build_regressor
+
+    if name in ("toyfaces", "toyfaces-stylegan2"):
+        fallback = "builtin:tiny-random" if name == "toyfaces" else "builtin:tiny-random-stylegan2"
+        try:
+            pipe = Pipeline.from_pretrained(name)
+            return pipe.generator, pipe.regressor, ""
+        except LatentcompError:
+            from latentcomp import load_generator
+
+            G = load_generator(fallback)
+            torch.manual_seed(0)
+            E = build_regressor(G).eval()
+            note = f"bundled '{name}' not installed: measured {fallback} ({G.resolution}px) + an untrained regressor"
+            return G, E, note
+    res = 64 if quick else 256
+    if name == "progan-256":
+        from latentcomp.generators.progan import DissectProGANNet, ProGANGenerator
+
+        torch.manual_seed(0)
+        widths = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
+        sizes = [512] + [widths[r] for r in sorted(widths) if r <= res]
+        G = ProGANGenerator(DissectProGANNet(sizes), "gan_dissect")
+        G.spec = f"(random GAN Dissect ProGAN {res}px)"
+    elif name == "stylegan2-256":
+        from latentcomp.generators.stylegan2 import StyleGAN2Generator, StyleGAN2Net
+
+        torch.manual_seed(0)
+        G = StyleGAN2Generator(StyleGAN2Net(res, style_dim=512, n_mlp=8, channel_multiplier=2))
+        G.spec = f"(random StyleGAN2 config-f {res}px)"
+    else:
+        raise SystemExit(f"unknown benchmark model {name!r}")
+    torch.manual_seed(0)
+    E = build_regressor(G, backbone="resnet18").eval()
+    note = "" if not quick else f"--quick: built at {res}px instead of 256px"
+    return G, E, note
+
+
+def describe(G, E) -> str:
+    return (f"G {type(G).__name__} {G.channels}x{G.resolution}px; E {E.backbone_name}/{E.space} "
+            f"({sum(p.numel() for p in E.parameters()) / 1e6:.1f}M params)")  # fmt: skip
+
+
+def inputs(G, n: int, seed: int = 0):
+    from latentcomp.masks import noise_masks
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, G.channels, G.resolution, G.resolution, generator=g) * 2 - 1
+    m = noise_masks(n, G.resolution, generator=g)
+    return x * m, m
+
+
+def core(G, E):
+    space = E.space
+
+    def f(x, m):
+        return G(E(x, m), space=space).clamp(-1, 1)
+
+    return f
+
+
+@contextlib.contextmanager
+def variant(name: str, G, E, threads: int):
+    """Apply a variant's settings to G, E and the thread count; undo them afterwards."""
+    cl = "channels_last" in name
+    bf16 = "bf16" in name
+    old = torch.get_num_threads()
+    torch.set_num_threads(1 if name.endswith("1thread") else threads)
+    if cl:
+        G.to(memory_format=torch.channels_last)
+        E.to(memory_format=torch.channels_last)
+    try:
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with ctx, torch.no_grad():
+            yield (lambda t: t.contiguous(memory_format=torch.channels_last)) if cl else (lambda t: t)
+    finally:
+        if cl:
+            G.to(memory_format=torch.contiguous_format)
+            E.to(memory_format=torch.contiguous_format)
+        torch.set_num_threads(old)
+
+
+# ----------------------------------------------------------------------------------------- measuring
+def measure(f, G, batch: int, reps_batch: int, reps_single: int, budget_s: float, prep) -> dict:
+    xb, mb = (prep(t) for t in inputs(G, batch, seed=1))
+    x1, m1 = (prep(t) for t in inputs(G, 1, seed=2))
+    tb = common.time_calls(lambda: f(xb, mb), reps_batch, warmup=1, budget_s=budget_s)
+    t1 = common.time_calls(lambda: f(x1, m1), reps_single, warmup=2, budget_s=budget_s / 2)
+    s = common.summary(t1)
+    best = min(tb)
+    return {
+        "batch": batch,
+        "images_per_s": batch / best,
+        "batch_s_median": common.percentile(tb, 50),
+        "batches_timed": len(tb),
+        "latency_p50_ms": s["p50_ms"],
+        "latency_p95_ms": s["p95_ms"],
+        "latency_n": s["n"],
+    }
+
+
+def pipeline_latency(G, E, reps: int, budget_s: float, threads: int) -> dict:
+    from latentcomp.edit.pipeline import Pipeline
+
+    pipe = Pipeline(G, E)
+    x, m = inputs(G, 1, seed=3)
+    torch.set_num_threads(threads)
+    t = common.time_calls(lambda: pipe.compose([x], [m]), reps, warmup=2, budget_s=budget_s)
+    s = common.summary(t)
+    return {"latency_p50_ms": s["p50_ms"], "latency_p95_ms": s["p95_ms"], "n": s["n"]}
+
+
+def compile_worker(args) -> None:
+    """Subprocess: torch.compile the core function, time its first call (compile) and throughput."""
+    threads = args.threads or common.cores()
+    torch.set_num_threads(threads)
+    G, E, _ = build(args.model, args.quick)
+    f = torch.compile(core(G, E), dynamic=False)
+    xb, mb = inputs(G, args.batch, seed=1)
+    x1, m1 = inputs(G, 1, seed=2)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        f(xb, mb)
+        compile_b = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        f(x1, m1)
+        compile_1 = time.perf_counter() - t0
+        tb = common.time_calls(lambda: f(xb, mb), args.reps, warmup=1, budget_s=args.budget)
+        t1 = common.time_calls(lambda: f(x1, m1), args.reps * 4, warmup=2, budget_s=args.budget / 2)
+        ref = core(G, E)(x1, m1)
+        diff = float((f(x1, m1) - ref).abs().max())
+    s = common.summary(t1)
+    print(json.dumps({"batch": args.batch, "images_per_s": args.batch / min(tb), "latency_p50_ms": s["p50_ms"],
+                      "latency_p95_ms": s["p95_ms"], "compile_s": compile_b + compile_1, "max_abs_diff": diff}))
+
+
+def run(quick: bool = False, threads: int = 0, compile_variant: bool = True, compile_timeout: float = 240.0,
+        models: list[str] | None = None, peak: dict | None = None) -> dict:  # fmt: skip
+    threads = threads or common.cores()
+    torch.set_num_threads(threads)
+    if peak is None:
+        peak = {"fp32": common.matmul_peak(threads), "bf16": common.matmul_peak(threads, torch.bfloat16)}
+    models = models or ["toyfaces", "toyfaces-stylegan2", "progan-256", "stylegan2-256"]
+    out = {"threads": threads, "matmul_peak_gflop_s": {k: v / 1e9 for k, v in peak.items()}, "models": []}
+    for name in models:
+        common.log(f"[compose] {name}")
+        G, E, note = build(name, quick)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        small = G.resolution <= 64
+        if quick:
+            batch, reps_b, reps_1, budget = (16 if small else 2), 2, 5, 3.0
+        else:
+            batch, reps_b, reps_1, budget = (64 if small else 8), (5 if small else 3), (30 if small else 6), 25.0
+        f = core(G, E)
+        x1, m1 = inputs(G, 1, seed=2)
+        with torch.no_grad():
+            flops = common.count_flops(lambda: f(x1, m1))
+            ref = f(x1, m1)
+        entry = {"model": name, "description": describe(G, E), "note": note, "resolution": G.resolution,
+                 "gflop_per_image": flops / 1e9, "variants": {}}  # fmt: skip
+        names = list(VARIANTS) if small else ["fp32", "channels_last", "bf16", "channels_last+bf16"]
+        for v in names:
+            try:
+                with variant(v, G, E, threads) as prep:
+                    r = measure(f, G, batch, reps_b, reps_1, budget, prep)
+                    r["max_abs_diff"] = float((f(prep(x1), prep(m1)).float() - ref).abs().max())
+            except Exception as e:  # noqa: BLE001 - a variant that does not run is a result too
+                r = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            if "images_per_s" in r:
+                achieved = r["images_per_s"] * flops
+                r["achieved_gflop_s"] = achieved / 1e9
+                r["fraction_of_fp32_peak"] = achieved / peak["fp32"]
+                if "bf16" in v:
+                    r["fraction_of_bf16_peak"] = achieved / peak["bf16"]
+            entry["variants"][v] = r
+            common.log(f"  {v}: {r.get('images_per_s', r.get('error'))}")
+        if compile_variant and small and not quick:
+            common.log("  compile (subprocess, capped)")
+            r = common.run_json_subprocess(
+                [os.path.abspath(__file__), "--compile-worker", name, "--batch", str(batch), "--reps",
+                 str(reps_b), "--budget", str(budget), "--threads", str(threads)],
+                timeout=compile_timeout, env={"TORCHINDUCTOR_COMPILE_THREADS": "1"},
+            )  # fmt: skip
+            if "images_per_s" in r:
+                achieved = r["images_per_s"] * flops
+                r["achieved_gflop_s"] = achieved / 1e9
+                r["fraction_of_fp32_peak"] = achieved / peak["fp32"]
+            entry["variants"]["compile"] = r
+        elif compile_variant and small:
+            entry["variants"]["compile"] = {"error": "skipped in --quick"}
+        ok = {k: v for k, v in entry["variants"].items() if "images_per_s" in v}
+        entry["best_variant"] = max(ok, key=lambda k: ok[k]["images_per_s"]) if ok else None
+        entry["pipeline_compose"] = pipeline_latency(G, E, reps_1, budget / 2, threads)
+        out["models"].append(entry)
+        del G, E
+    return out
+
+
+def table(res: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "variant", "batch", "img/s", "p50 ms", "p95 ms", "GFLOP/img", "GFLOP/s", "of fp32 peak",
+              "max |diff|"]  # fmt: skip
+    rows = []
+    for m in res["models"]:
+        for v, r in m["variants"].items():
+            mark = " *" if v == m.get("best_variant") else ""
+            if "error" in r:
+                rows.append([m["model"], v, "-", r["error"][:60], "", "", "", "", "", ""])
+                continue
+            rows.append([m["model"], v + mark, str(r["batch"]), common.fmt(r["images_per_s"]),
+                         common.fmt(r["latency_p50_ms"]), common.fmt(r["latency_p95_ms"]),
+                         common.fmt(m["gflop_per_image"], ".3f"), common.fmt(r["achieved_gflop_s"]),
+                         common.fmt(r["fraction_of_fp32_peak"] * 100, ".0f") + "%",
+                         common.fmt(r.get("max_abs_diff"), ".1e")])  # fmt: skip
+        p = m["pipeline_compose"]
+        rows.append([m["model"], "Pipeline.compose (fp32)", "1", "", common.fmt(p["latency_p50_ms"]),
+                     common.fmt(p["latency_p95_ms"]), "", "", "", ""])  # fmt: skip
+    return header, rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    common.add_common_args(ap)
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--model", action="append", help="toyfaces, toyfaces-stylegan2, progan-256, stylegan2-256")
+    ap.add_argument("--compile-worker", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=64, help=argparse.SUPPRESS)
+    ap.add_argument("--reps", type=int, default=5, help=argparse.SUPPRESS)
+    ap.add_argument("--budget", type=float, default=20.0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.compile_worker:
+        args.model = args.compile_worker
+        compile_worker(args)
+        return
+    res = run(args.quick, args.threads, not args.no_compile, models=args.model)
+    print(f"fp32 matmul peak {res['matmul_peak_gflop_s']['fp32']:.1f} GFLOP/s, "
+          f"bf16 {res['matmul_peak_gflop_s']['bf16']:.1f} GFLOP/s ({res['threads']} threads)")  # fmt: skip
+    common.print_table("compose: E + G", *table(res))
+    if args.json:
+        common.write_json(args.json, res)
+
+
+if __name__ == "__main__":
+    main()

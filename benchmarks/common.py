@@ -100,7 +100,9 @@ def machine_line(m: dict) -> str:
 
 
 # -------------------------------------------------------------------------------------------- peaks
-def matmul_peak(threads: int, dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 1.0) -> float:
+def matmul_peak(
+    threads: int, dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 1.0
+) -> float:
     """Best sustained FLOP/s of an n x n x n matmul in `dtype` with `threads` threads."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -124,7 +126,9 @@ def matmul_peak(threads: int, dtype: torch.dtype = torch.float32, n: int = 1024,
 
 
 # ------------------------------------------------------------------------------------------- timing
-def time_calls(fn: Callable[[], object], reps: int, warmup: int = 1, budget_s: float | None = None) -> list[float]:
+def time_calls(
+    fn: Callable[[], object], reps: int, warmup: int = 1, budget_s: float | None = None
+) -> list[float]:
     """Wall times of `reps` calls (after `warmup`), stopping early once `budget_s` is spent (>= 2 calls)."""
     for _ in range(warmup):
         fn()
@@ -217,7 +221,9 @@ def fmt(v, spec: str = ".1f", none: str = "-") -> str:
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     print(f"\n## {title}")
     print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -11,7 +11,9 @@ from latentcomp.generators.builtin import BUNDLED, WEIGHTS_DIR
 SIZE_LIMITS_MB = {"generator": 10, "regressor": 15}
 
 
-@pytest.mark.parametrize("name,spaces", [("toyfaces-dcgan", ("z",)), ("toyfaces-stylegan2", ("z", "w", "w+"))])
+@pytest.mark.parametrize(
+    "name,spaces", [("toyfaces-dcgan", ("z",)), ("toyfaces-stylegan2", ("z", "w", "w+"))]
+)
 def test_bundled_generator(name, spaces):
     G = lc.load_generator(f"builtin:{name}")
     assert G.resolution == 64 and G.channels == 3 and G.latent_spaces == spaces
@@ -25,7 +27,9 @@ def test_bundled_generator(name, spaces):
     assert (WEIGHTS_DIR / f"{name}.md").is_file()  # model card
 
 
-@pytest.mark.parametrize("name,space", [("toyfaces-dcgan-regressor", "z"), ("toyfaces-stylegan2-regressor", "w+")])
+@pytest.mark.parametrize(
+    "name,space", [("toyfaces-dcgan-regressor", "z"), ("toyfaces-stylegan2-regressor", "w+")]
+)
 def test_bundled_regressor(name, space):
     E = lc.load_regressor(f"builtin:{name}")
     G = E.load_generator()

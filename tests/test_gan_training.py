@@ -7,8 +7,17 @@ from latentcomp.training.gan import GANConfig, GANTrainer
 
 
 def tiny(arch, steps):
-    return GANConfig(arch=arch, resolution=32, steps=steps, batch=4, pool_size=32, z_dim=16, width=4,
-                     checkpoint_every=2, sample_every=1000)
+    return GANConfig(
+        arch=arch,
+        resolution=32,
+        steps=steps,
+        batch=4,
+        pool_size=32,
+        z_dim=16,
+        width=4,
+        checkpoint_every=2,
+        sample_every=1000,
+    )
 
 
 @pytest.mark.parametrize("arch,kind", [("dcgan", "dcgan"), ("stylegan2", "stylegan2")])

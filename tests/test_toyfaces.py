@@ -5,7 +5,15 @@ import torch
 from typer.testing import CliRunner
 
 from latentcomp.cli import app
-from latentcomp.data.toyfaces import ATTRIBUTE_PART, ATTRIBUTE_PARTS, ATTRIBUTES, PART_ID, PARTS, ToyFaces, num_combinations
+from latentcomp.data.toyfaces import (
+    ATTRIBUTE_PART,
+    ATTRIBUTE_PARTS,
+    ATTRIBUTES,
+    PART_ID,
+    PARTS,
+    ToyFaces,
+    num_combinations,
+)
 from latentcomp.errors import LatentcompError
 
 

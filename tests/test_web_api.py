@@ -144,9 +144,9 @@ def test_upload_resizes_and_converts(client):
     assert client.post("/api/upload", json={"image": jpeg}).status_code == 200
 
 
-def _truncated_png() -> str:
+def _truncated_png(size: int = 64) -> str:
     buf = io.BytesIO()
-    Image.fromarray(rgb(64, 64)).save(buf, format="PNG")
+    Image.fromarray(rgb(size, size)).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()[:-200]).decode()
 
 
@@ -245,11 +245,21 @@ def test_compose_alpha_is_the_mask(client):
         ({"collage": "S", "mask": "%%%"}, 400, ["mask", "base64"]),
         ({"collage": base64.b64encode(b"GIF89a....").decode()}, 400, ["collage", "not a readable image"]),
         ({"mask": "S"}, 422, ["collage", "required"]),
-        ({"collage": _truncated_png()}, 400, ["truncated"]),
+        ({"collage": _truncated_png(32)}, 400, ["truncated"]),
         ({"collage": _bomb()}, 413, ["pixels"]),
     ],
-    ids=["mask-size", "collage-size", "empty-mask", "refine-limit", "refine-negative", "bad-b64-mask",
-         "non-image", "missing-collage", "truncated", "too-many-pixels"],  # fmt: skip
+    ids=[
+        "mask-size",
+        "collage-size",
+        "empty-mask",
+        "refine-limit",
+        "refine-negative",
+        "bad-b64-mask",
+        "non-image",
+        "missing-collage",
+        "truncated",
+        "too-many-pixels",
+    ],  # fmt: skip
 )
 def test_compose_bad_inputs(client, sample, body, status, words):
     body = {k: (sample if v == "S" else v) for k, v in body.items()}
@@ -398,3 +408,25 @@ def test_serve_cli_unknown_model(capsys):
     with pytest.raises(SystemExit) as e:
         main(["serve", "--model", "/nonexistent/run"])
     assert e.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_serve_cli_prints_address_and_warns_for_all_interfaces(monkeypatch, capsys):
+    import latentcomp.web.server as server
+    from latentcomp.cli import main
+
+    calls = []
+
+    def fake_run(app, sock, log_level="warning"):
+        calls.append((app, sock.getsockname()))
+        sock.close()
+
+    monkeypatch.setattr(server, "run", fake_run)
+    main(["serve", "--model", "tiny", "--host", "0.0.0.0", "--port", "0"])
+    out, err = capsys.readouterr()
+    assert "warning: --host 0.0.0.0" in err
+    assert f"open http://127.0.0.1:{calls[0][1][1]}/" in out
+    main(["serve", "--model", "tiny", "--port", "0"])
+    out, err = capsys.readouterr()
+    assert "warning" not in err and "open http://127.0.0.1:" in out
+    with TestClient(calls[1][0], base_url="http://evil.example") as c:  # loopback bind: Host checked
+        assert_error(c.get("/api/health"), 400, "host")

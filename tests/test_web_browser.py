@@ -13,7 +13,9 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -96,6 +98,22 @@ def test_paste_regions_and_see_the_output_change(server, tmp_path):
             # undo brings the first output back (same collage -> same image)
             page.click("#undo")
             expect(output).to_have_attribute("src", first, timeout=30_000)
+
+            # an upload becomes a new, selected source
+            n = sources.count()
+            upload = tmp_path / "upload.png"
+            pixels = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(upload)
+            page.set_input_files("#upload-input", str(upload))
+            expect(sources).to_have_count(n + 1, timeout=30_000)
+            expect(sources.nth(n)).to_have_attribute("aria-pressed", "true")
+
+            # paint a part of a third source over the first one's region: the output follows again
+            sources.nth(2).click()
+            page.check("#tool-brush")
+            _drag(page, box, (0.15, 0.75), (0.85, 0.8), steps=10)
+            expect(output).not_to_have_attribute("src", first, timeout=30_000)
+            expect(output).not_to_have_class(re.compile("stale"), timeout=30_000)
 
             # several completions
             page.click("#complete")

@@ -22,6 +22,7 @@ def _root() -> None:
     # a callback keeps `latentcomp sample ...` a sub-command even while only one command is registered
     pass
 
+
 # each module defines `register(app)`; one concept per module
 COMMAND_MODULES = [
     "sample",
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, standalone_mode=True)
     except LatentcompError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # an unwritable output folder, a full disk, ...: one line that names the path
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         sys.exit(2)
 
 

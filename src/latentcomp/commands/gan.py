@@ -11,15 +11,20 @@ gan_app = typer.Typer(help="Train GANs (the embedded default's generators).", no
 
 @gan_app.command("train")
 def train(
-    out: Path = typer.Option(..., help="Run folder (checkpoint.pt, generator.safetensors, tb/, samples.png)."),
-    data: str = typer.Option("toyfaces", help="toyfaces, mnist (../shared/real/mnist or $LATENTCOMP_MNIST) "
-                             "or an image folder."),
+    out: Path = typer.Option(
+        ..., help="Run folder (checkpoint.pt, generator.safetensors, tb/, samples.png)."
+    ),
+    data: str = typer.Option(
+        "toyfaces", help="toyfaces, mnist (../shared/real/mnist or $LATENTCOMP_MNIST) or an image folder."
+    ),
     arch: str = typer.Option("dcgan", help="dcgan or stylegan2."),
     resolution: int = typer.Option(64, help="Output resolution."),
     steps: int = typer.Option(10000, help="Total training steps (with --resume: the new total)."),
     batch: int = typer.Option(32, help="Batch size."),
     lr: float = typer.Option(None, help="Learning rate (default 0.002 for stylegan2, 0.0002 for dcgan)."),
-    d_lr: float = typer.Option(None, help="Discriminator learning rate (default 0.0004 for stylegan2, else --lr)."),
+    d_lr: float = typer.Option(
+        None, help="Discriminator learning rate (default 0.0004 for stylegan2, else --lr)."
+    ),
     width: int = typer.Option(32, help="Base channel width of G and D."),
     z_dim: int = typer.Option(128, help="Latent size (also the w size for stylegan2)."),
     r1_gamma: float = typer.Option(0.1, help="R1 penalty weight on real images."),
@@ -41,17 +46,35 @@ def train(
         lr = 0.002 if arch == "stylegan2" else 0.0002
     if d_lr is None:
         d_lr = 0.0004 if arch == "stylegan2" else lr
-    cfg = GANConfig(data=data, arch=arch, resolution=resolution, steps=steps, batch=batch, seed=seed, lr=lr, d_lr=d_lr,
-                    r1_gamma=r1_gamma, pool_size=pool_size, z_dim=z_dim, width=width,
-                    checkpoint_every=checkpoint_every, device=device)
+    cfg = GANConfig(
+        data=data,
+        arch=arch,
+        resolution=resolution,
+        steps=steps,
+        batch=batch,
+        seed=seed,
+        lr=lr,
+        d_lr=d_lr,
+        r1_gamma=r1_gamma,
+        pool_size=pool_size,
+        z_dim=z_dim,
+        width=width,
+        checkpoint_every=checkpoint_every,
+        device=device,
+    )
     trainer = GANTrainer(cfg, out, resume=resume)
     trainer.train()
-    typer.echo(f"done: {trainer.step} steps; generator at {out / 'generator.safetensors'}; samples {out / 'samples.png'}")
+    typer.echo(
+        f"done: {trainer.step} steps; generator at {out / 'generator.safetensors'}; "
+        f"samples {out / 'samples.png'}"
+    )
 
 
 @gan_app.command("evaluate")
 def evaluate(
-    generator: str = typer.Option(..., help="Generator spec, e.g. builtin:toyfaces-dcgan or dcgan:RUN/generator.safetensors."),
+    generator: str = typer.Option(
+        ..., help="Generator spec, e.g. builtin:toyfaces-dcgan or dcgan:RUN/generator.safetensors."
+    ),
     n: int = typer.Option(5000, help="Samples (and renders) to compare."),
     seed: int = typer.Option(0, help="Sampling seed."),
     out: Path = typer.Option(None, help="Write the figures as JSON here."),

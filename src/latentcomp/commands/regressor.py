@@ -142,5 +142,31 @@ def export(
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
 
 
+@regressor_app.command("evaluate")
+def evaluate(
+    model: str = typer.Argument(..., help="Run folder, .safetensors file or builtin:NAME."),
+    n: int = typer.Option(1000, help="Fresh generator samples."),
+    seed: int = typer.Option(123, help="Sampling and mask seed."),
+    analyzer: str = typer.Option("auto", help="Analyzer for attribute agreement and feature distance: "
+                                 "auto (toyfaces generators), none, or an analyzer spec."),
+    out: Path = typer.Option(None, help="Write the figures as JSON here."),
+):
+    """Reconstruction quality on fresh samples: L1 (known/all pixels), feature distance, attributes."""
+    from ..metrics.analyzer import load_analyzer
+    from ..regressors import load_regressor
+    from ..regressors.evaluate import evaluate_regressor
+
+    reg = load_regressor(model)
+    if analyzer == "auto":
+        analyzer = "builtin:toyfaces-analyzer" if "toyfaces" in reg.generator_spec else "none"
+    an = None if analyzer == "none" else load_analyzer(analyzer)
+    result = evaluate_regressor(reg, n=n, seed=seed, analyzer=an)
+    text = json.dumps(result, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(regressor_app, name="regressor")

@@ -54,11 +54,23 @@ ATTRIBUTE_PARTS["skin_tone"] = ("skin", "nose")
 RESOLUTIONS = (32, 64, 128)
 
 # colours in [0, 1]
-_BACKGROUND = [(0.55, 0.75, 0.95), (0.60, 0.90, 0.75), (0.98, 0.78, 0.65), (0.78, 0.68, 0.92),
-               (0.62, 0.62, 0.65), (0.90, 0.84, 0.62)]
+_BACKGROUND = [
+    (0.55, 0.75, 0.95),
+    (0.60, 0.90, 0.75),
+    (0.98, 0.78, 0.65),
+    (0.78, 0.68, 0.92),
+    (0.62, 0.62, 0.65),
+    (0.90, 0.84, 0.62),
+]
 _SKIN = [(0.99, 0.88, 0.80), (0.95, 0.76, 0.62), (0.82, 0.60, 0.42), (0.60, 0.40, 0.26), (0.38, 0.24, 0.16)]
-_HAIR = [(0.08, 0.07, 0.07), (0.40, 0.24, 0.12), (0.95, 0.82, 0.40), (0.80, 0.30, 0.10), (0.75, 0.75, 0.78),
-         (0.20, 0.35, 0.85)]
+_HAIR = [
+    (0.08, 0.07, 0.07),
+    (0.40, 0.24, 0.12),
+    (0.95, 0.82, 0.40),
+    (0.80, 0.30, 0.10),
+    (0.75, 0.75, 0.78),
+    (0.20, 0.35, 0.85),
+]
 _EYE = [(0.35, 0.20, 0.08), (0.15, 0.45, 0.95), (0.10, 0.62, 0.25), (0.55, 0.20, 0.75)]
 _FACE_RADII = [(0.46, 0.54), (0.40, 0.58), (0.52, 0.50)]  # (rx, ry) in face units
 _EYE_WHITE = (0.98, 0.98, 0.98)
@@ -74,6 +86,7 @@ def num_combinations() -> int:
 
 
 # ---- signed distance functions on (B, H, W) coordinate tensors; params broadcast as (B, 1, 1) ----
+
 
 def _ellipse(x, y, cx, cy, rx, ry):
     # a cheap, well-behaved approximation: distance scaled by the smaller radius
@@ -106,8 +119,11 @@ def _uniform_hash(seed: int, index: np.ndarray, count: int) -> np.ndarray:
     """
     with np.errstate(over="ignore"):
         k = np.arange(count, dtype=np.uint64)
-        x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) ^ (index.astype(np.uint64)[:, None] * np.uint64(
-            0xBF58476D1CE4E5B9)) ^ (k[None, :] * np.uint64(0x94D049BB133111EB))
+        x = (
+            (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
+            ^ (index.astype(np.uint64)[:, None] * np.uint64(0xBF58476D1CE4E5B9))
+            ^ (k[None, :] * np.uint64(0x94D049BB133111EB))
+        )
         for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
             x = (x ^ (x >> np.uint64(shift))) * np.uint64(mult)
         x = x ^ (x >> np.uint64(31))
@@ -127,7 +143,9 @@ class ToyFaces(torch.utils.data.Dataset):
 
     def __init__(self, resolution: int = 64, seed: int = 0, length: int = 100_000):
         if resolution not in RESOLUTIONS:
-            raise LatentcompError(f"toyfaces resolution {resolution} is not supported; use one of {RESOLUTIONS}")
+            raise LatentcompError(
+                f"toyfaces resolution {resolution} is not supported; use one of {RESOLUTIONS}"
+            )
         self.resolution = resolution
         self.seed = int(seed)
         self.length = int(length)
@@ -179,7 +197,10 @@ class ToyFaces(torch.utils.data.Dataset):
                 raise LatentcompError(f"unknown toyfaces parameter {name!r}; known: {', '.join(params)}")
             params[name] = torch.full_like(params[name], value)
         # chunks of 128 keep the temporaries in cache; larger batches are slower per image
-        chunks = [self.render({k: v[i : i + 128] for k, v in params.items()}) for i in range(0, len(params["cx"]), 128)]
+        chunks = [
+            self.render({k: v[i : i + 128] for k, v in params.items()})
+            for i in range(0, len(params["cx"]), 128)
+        ]
         img = torch.cat([c[0] for c in chunks])
         parts = torch.cat([c[1] for c in chunks])
         return img, parts, self.attributes_of(params)
@@ -228,12 +249,16 @@ class ToyFaces(torch.utils.data.Dataset):
         # hair geometry does not depend on the face shape, so that each attribute moves only its own part
         hx, hy = 0.52, 0.56
         bob_back = _ellipse(x, y, 0.0, -0.05, hx + 0.14, hy + 0.02)
-        long_back = torch.minimum(_box(x, y, 0.0, 0.32, hx + 0.14, 0.62, 0.12),
-                                  _ellipse(x, y, 0.0, -0.1, hx + 0.14, hy + 0.08))
+        long_back = torch.minimum(
+            _box(x, y, 0.0, 0.32, hx + 0.14, 0.62, 0.12), _ellipse(x, y, 0.0, -0.1, hx + 0.14, hy + 0.08)
+        )
         paint(pick(style, [None, None, bob_back, long_back, None]), hair_col, "hair")
         # neck and face
-        paint(torch.minimum(_box(x, y, 0.0, ry + 0.1, 0.16, 0.3, 0.04), _ellipse(x, y, 0.0, 0.0, rx, ry)),
-              skin_col, "skin")
+        paint(
+            torch.minimum(_box(x, y, 0.0, ry + 0.1, 0.16, 0.3, 0.04), _ellipse(x, y, 0.0, 0.0, rx, ry)),
+            skin_col,
+            "skin",
+        )
         # hair in front: a cap over the top of the head (+ a bun)
         cap = torch.maximum(_ellipse(x, y, 0.0, -0.08, hx + 0.06, hy + 0.02), y + 0.37)  # clear of the brows
         bun = torch.minimum(cap, _circle(x, y, 0.0, -hy - 0.2, 0.17))
@@ -254,8 +279,11 @@ class ToyFaces(torch.utils.data.Dataset):
         paint(pick(p["eyebrow_style"], brow_shapes), torch.tensor(_BROW).view(1, 3, 1, 1), "eyebrows")
         # nose
         ny = 0.12
-        noses = [_circle(x, y, 0.0, ny, 0.055), _segment(x, y, 0.0, ny - 0.12, 0.0, ny + 0.02, 0.04),
-                 _ellipse(x, y, 0.0, ny, 0.11, 0.05)]
+        noses = [
+            _circle(x, y, 0.0, ny, 0.055),
+            _segment(x, y, 0.0, ny - 0.12, 0.0, ny + 0.02, 0.04),
+            _ellipse(x, y, 0.0, ny, 0.11, 0.05),
+        ]
         paint(pick(p["nose_shape"], noses), skin_col * 0.72, "nose")
         # mouth: smile (lower arc), neutral (line), open (dark ellipse), frown (upper arc)
         my, mw = 0.31, 0.16 * col(p["mouth_width"])
@@ -263,19 +291,36 @@ class ToyFaces(torch.utils.data.Dataset):
         frown = torch.maximum((_circle(x, y, 0.0, my + 0.16, mw + 0.02)).abs() - 0.035, y - my - 0.02)
         neutral = _segment(x, y, -mw, my, mw, my, 0.035)
         opened = _ellipse(x, y, 0.0, my, mw * 0.62, 0.085 + 0 * mw)
-        mouth_col = torch.where(p["mouth_expression"].view(n, 1, 1, 1) == 2,
-                                torch.tensor(_MOUTH_INSIDE).view(1, 3, 1, 1), torch.tensor(_MOUTH).view(1, 3, 1, 1))
+        mouth_col = torch.where(
+            p["mouth_expression"].view(n, 1, 1, 1) == 2,
+            torch.tensor(_MOUTH_INSIDE).view(1, 3, 1, 1),
+            torch.tensor(_MOUTH).view(1, 3, 1, 1),
+        )
         paint(pick(p["mouth_expression"], [smile, neutral, opened, frown]), mouth_col, "mouth")
         # glasses: round frames, square frames, sunglasses (filled lenses); all with a bridge
         bridge = _segment(x, y, -ex + 0.1, ey, ex - 0.1, ey, 0.022)
         rings = torch.minimum(_circle(x, y, -ex, ey, 0.125).abs(), _circle(x, y, ex, ey, 0.125).abs()) - 0.026
-        squares = torch.minimum(_box(x, y, -ex, ey, 0.13, 0.1, 0.02).abs(), _box(x, y, ex, ey, 0.13, 0.1, 0.02).abs())
+        squares = torch.minimum(
+            _box(x, y, -ex, ey, 0.13, 0.1, 0.02).abs(), _box(x, y, ex, ey, 0.13, 0.1, 0.02).abs()
+        )
         squares = squares - 0.026
-        lenses = torch.minimum(_box(x, y, -ex, ey + 0.01, 0.135, 0.095, 0.05), _box(x, y, ex, ey + 0.01, 0.135, 0.095, 0.05))
-        glasses = pick(p["glasses"], [None, torch.minimum(rings, bridge), torch.minimum(squares, bridge),
-                                      torch.minimum(lenses, bridge)])
-        frame_col = torch.where(p["glasses"].view(n, 1, 1, 1) == 3, torch.tensor(_LENS).view(1, 3, 1, 1),
-                                torch.tensor(_FRAME).view(1, 3, 1, 1))
+        lenses = torch.minimum(
+            _box(x, y, -ex, ey + 0.01, 0.135, 0.095, 0.05), _box(x, y, ex, ey + 0.01, 0.135, 0.095, 0.05)
+        )
+        glasses = pick(
+            p["glasses"],
+            [
+                None,
+                torch.minimum(rings, bridge),
+                torch.minimum(squares, bridge),
+                torch.minimum(lenses, bridge),
+            ],
+        )
+        frame_col = torch.where(
+            p["glasses"].view(n, 1, 1, 1) == 3,
+            torch.tensor(_LENS).view(1, 3, 1, 1),
+            torch.tensor(_FRAME).view(1, 3, 1, 1),
+        )
         paint(glasses, frame_col, "glasses")
 
         # lighting: a soft directional gradient and a global brightness
@@ -287,5 +332,13 @@ class ToyFaces(torch.utils.data.Dataset):
 
 def part_colours() -> list[tuple[int, int, int]]:
     """A fixed palette for saving part maps as indexed PNGs."""
-    return [(0, 0, 0), (230, 180, 150), (120, 70, 20), (60, 130, 230), (90, 40, 20), (200, 120, 90),
-            (220, 40, 60), (60, 220, 120)]
+    return [
+        (0, 0, 0),
+        (230, 180, 150),
+        (120, 70, 20),
+        (60, 130, 230),
+        (90, 40, 20),
+        (200, 120, 90),
+        (220, 40, 60),
+        (60, 220, 120),
+    ]

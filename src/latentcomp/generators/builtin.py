@@ -37,11 +37,20 @@ class TinyRandomGenerator(Generator):
         super().__init__()
         torch.manual_seed(seed)
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(64, 128, 4, 1, 0), nn.ReLU(),  # 4x4
-            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),  # 8x8
-            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),  # 16x16
-            nn.ConvTranspose2d(32, 3, 4, 2, 1), nn.Tanh(),  # 32x32
+            nn.ConvTranspose2d(64, 128, 4, 1, 0),
+            nn.ReLU(),  # 4x4
+            nn.ConvTranspose2d(128, 64, 4, 2, 1),
+            nn.ReLU(),  # 8x8
+            nn.ConvTranspose2d(64, 32, 4, 2, 1),
+            nn.ReLU(),  # 16x16
+            nn.ConvTranspose2d(32, 3, 4, 2, 1),
+            nn.Tanh(),  # 32x32
         )
+        # torch's default init makes transposed convs nearly constant in z; scale up so samples differ
+        with torch.no_grad():
+            for m in self.net:
+                if isinstance(m, nn.ConvTranspose2d):
+                    m.weight.mul_(4)
 
     def synthesize(self, latent: torch.Tensor, space: str) -> torch.Tensor:
         return self.net(latent.view(-1, 64, 1, 1))
@@ -70,7 +79,7 @@ def load_builtin(name: str, **options) -> Generator:
     path = WEIGHTS_DIR / filename
     if not path.is_file():
         raise LatentcompError(
-            f"bundled generator {name!r} is missing its weights file {path}; reinstall latentcomp or train it "
-            f"with `latentcomp gan train` (see its model card)"
+            f"bundled generator {name!r} is missing its weights file {path}; reinstall latentcomp or "
+            f"train it with `latentcomp gan train` (see its model card)"
         )
     return load_generator(f"{kind}:{path}", **options)

@@ -28,8 +28,15 @@ def _marginals(attrs: torch.Tensor, visible: torch.Tensor) -> dict[str, list[flo
 
 
 @torch.no_grad()
-def generator_quality(generator, n: int = 5000, seed: int = 0, batch: int = 250, analyzer=None,
-                      render_seed: int = 777, progress: bool = True) -> dict:
+def generator_quality(
+    generator,
+    n: int = 5000,
+    seed: int = 0,
+    batch: int = 250,
+    analyzer=None,
+    render_seed: int = 777,
+    progress: bool = True,
+) -> dict:
     from tqdm import tqdm
 
     analyzer = analyzer or load_analyzer("builtin:toyfaces-analyzer")
@@ -51,7 +58,10 @@ def generator_quality(generator, n: int = 5000, seed: int = 0, batch: int = 250,
     cat = {k: [torch.cat(t) for t in zip(*v, strict=True)] for k, v in preds.items()}
     marg_s = _marginals(cat["samples"][0], cat["samples"][1])
     marg_r = _marginals(cat["renders"][0], cat["renders"][1])
-    gaps = {name: 100 * max(abs(a - b) for a, b in zip(marg_s[name], marg_r[name], strict=True)) for name in ATTRIBUTES}
+    gaps = {
+        name: 100 * max(abs(a - b) for a, b in zip(marg_s[name], marg_r[name], strict=True))
+        for name in ATTRIBUTES
+    }
     f = {k: torch.cat(v).numpy() for k, v in feats.items()}
     return {
         "n": n,

@@ -355,6 +355,8 @@ def pca_directions(
         comps = U / U.norm(dim=1, keepdim=True)
         tot = float(F.double().var(0).sum())
         source = f"features {layer}"
+    # the unit of strength from fresh samples: the fitted ones overstate the spread along their own PCs
+    _, fresh = sample_latents(G, max(n, 2), int(seed) + 7919, "z" if space == "z" else "w", batch)
     out = []
     for i in range(comps.shape[0]):
         out.append(
@@ -365,7 +367,7 @@ def pca_directions(
                 generator=G.spec,
                 layers=layers,
                 method="pca",
-                std=projection_std(lat, comps[i]),
+                std=projection_std(fresh, comps[i]),
                 meta={
                     "component": i,
                     "explained_variance": float(var[i]) / tot if tot > 0 else None,

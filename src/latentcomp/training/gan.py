@@ -101,7 +101,9 @@ def build_generator_net(cfg: GANConfig, channels: int) -> nn.Module:
         w = cfg.width
         widths = {4: 8 * w, 8: 8 * w, 16: 4 * w, 32: 2 * w, 64: w, 128: w // 2 or 1}
         widths = {r: c for r, c in widths.items() if r <= cfg.resolution}
-        return StyleGAN2Net(cfg.resolution, style_dim=cfg.z_dim, n_mlp=4, channels=widths, img_channels=channels)
+        return StyleGAN2Net(
+            cfg.resolution, style_dim=cfg.z_dim, n_mlp=4, channels=widths, img_channels=channels
+        )
     raise LatentcompError(f"--arch {cfg.arch!r} is not supported; use dcgan or stylegan2")
 
 
@@ -172,7 +174,9 @@ class GANTrainer:
             saved = json.loads((self.out / "config.json").read_text())
             self.cfg = cfg = GANConfig(**{**saved, "steps": cfg.steps})
         elif ckpt_path.exists():
-            raise LatentcompError(f"{self.out} already holds a run; pass --resume to continue it or pick a new --out")
+            raise LatentcompError(
+                f"{self.out} already holds a run; pass --resume to continue it or pick a new --out"
+            )
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
@@ -188,8 +192,11 @@ class GANTrainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
         # the discriminator has plain (not equalized-lr) layers, so it may need a smaller rate than an
         # equalized-lr StyleGAN2 generator
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=(cfg.d_lr or cfg.lr) * r1_ratio,
-                                      betas=(betas[0] ** r1_ratio, betas[1] ** r1_ratio))
+        self.opt_d = torch.optim.Adam(
+            self.D.parameters(),
+            lr=(cfg.d_lr or cfg.lr) * r1_ratio,
+            betas=(betas[0] ** r1_ratio, betas[1] ** r1_ratio),
+        )
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.fixed_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(12345))
@@ -251,13 +258,22 @@ class GANTrainer:
 
     def save(self) -> None:
         state = {
-            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "step": self.step,
-            "elapsed": self.elapsed, "rng": _rng_state(self.sampler),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "rng": _rng_state(self.sampler),
         }
         atomic_torch_save(state, self.out / "checkpoint.pt")
-        extra = {"trained_steps": self.step, "data": self.cfg.data, "seed": self.cfg.seed,
-                 "wall_time_s": round(self.elapsed, 1)}
+        extra = {
+            "trained_steps": self.step,
+            "data": self.cfg.data,
+            "seed": self.cfg.seed,
+            "wall_time_s": round(self.elapsed, 1),
+        }
         export_generator(self.G_ema, self.cfg, self.out / "generator.safetensors", extra)
 
     def sample_grid(self) -> torch.Tensor:
@@ -273,8 +289,13 @@ class GANTrainer:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(self.out / "tb"))
-        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not progress, desc=f"gan {self.cfg.arch}",
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=self.cfg.steps,
+            initial=self.step,
+            disable=not progress,
+            desc=f"gan {self.cfg.arch}",
+            dynamic_ncols=True,
+        )
         start = time.perf_counter() - self.elapsed
         while self.step < self.cfg.steps:
             logs = self.train_step()

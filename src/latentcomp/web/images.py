@@ -51,8 +51,11 @@ def decode_base64(text: str, what: str) -> bytes:
     return raw
 
 
-def open_image(raw: bytes, what: str, max_pixels: int, draft_size: int | None = None) -> Image.Image:
-    """Bytes -> a fully decoded PIL image; checks format and pixel count before decoding."""
+def open_image(
+    raw: bytes, what: str, max_pixels: int, draft_size: int | None = None, exact_size: int | None = None
+) -> Image.Image:
+    """Bytes -> a fully decoded PIL image; checks format, pixel count and (with `exact_size`) the size from
+    the header, before decoding."""
     try:
         im = Image.open(io.BytesIO(raw))
     except Image.DecompressionBombError:
@@ -66,6 +69,8 @@ def open_image(raw: bytes, what: str, max_pixels: int, draft_size: int | None = 
         raise ApiError(400, f"{what} has no pixels ({w}x{h})")
     if w * h > max_pixels:
         raise ApiError(413, f"{what} is {w}x{h} = {w * h} pixels; the limit is {max_pixels} pixels")
+    if exact_size is not None and (w, h) != (exact_size, exact_size):
+        raise ApiError(422, f"{what} is {w}x{h}; the model expects {exact_size}x{exact_size}")
     if draft_size and im.format == "JPEG":
         im.draft("RGB", (draft_size, draft_size))  # decode large JPEGs at a reduced scale (>= draft_size)
     try:
@@ -129,19 +134,13 @@ def load_upload(
 
 def load_exact(text: str, what: str, resolution: int, channels: int, max_pixels: int):
     """An image that must already have the model's size -> (image (1, C, R, R), alpha (1, 1, R, R) | None)."""
-    im = open_image(decode_base64(text, what), what, max_pixels)
-    if im.size != (resolution, resolution):
-        w, h = im.size
-        raise ApiError(422, f"{what} is {w}x{h}; the model expects {resolution}x{resolution}")
+    im = open_image(decode_base64(text, what), what, max_pixels, exact_size=resolution)
     return _to_tensor(_normalise_mode(im), channels)
 
 
 def load_mask(text: str, what: str, resolution: int, max_pixels: int) -> torch.Tensor:
     """A black/white mask of the model's size -> (1, 1, R, R) in {0, 1}; white (>= 50%) = known."""
-    im = open_image(decode_base64(text, what), what, max_pixels)
-    if im.size != (resolution, resolution):
-        w, h = im.size
-        raise ApiError(422, f"{what} is {w}x{h}; the model expects {resolution}x{resolution}")
+    im = open_image(decode_base64(text, what), what, max_pixels, exact_size=resolution)
     gray, _ = _to_tensor(_normalise_mode(im), 1)
     return (gray >= 0.0).float()  # gray in [-1, 1]: >= 0 means >= 50% white
 

@@ -533,7 +533,9 @@
       if (src.startsWith("data:image/png;base64,")) addSource("output", src.split(",", 2)[1]);
     });
     document.addEventListener("keydown", (e) => {
-      if (e.target instanceof HTMLInputElement && e.target.type !== "radio" && e.target.type !== "range") return;
+      const t = e.target;
+      if (t instanceof HTMLSelectElement) return;
+      if (t instanceof HTMLInputElement && t.type !== "radio" && t.type !== "range" && t.type !== "checkbox") return;
       if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") {
         e.preventDefault();
         undo();

@@ -1,0 +1,251 @@
+"""Regressor vs optimisation: how much longer latent optimisation needs to match one regressor pass.
+
+    python benchmarks/bench_regressor_vs_optimisation.py [--quick] [--n 200] [--model toyfaces]
+
+Inputs: n samples of the model's generator (x = G(z), z from its prior, seed 0), hidden by masks of the
+paper's sampler (`latentcomp.masks.noise_masks`). Figures, all batched over the n inputs:
+- regressor: time of G(E(x * m, m)) per image, and its masked L1 on the known pixels (per image);
+- optimisation only (`Pipeline.optimize`: Adam from the generator's mean latent, the applications' refine
+  objective from `latentcomp.edit.refine`): the masked L1 after every step; for each image the first step
+  at which it is <= the regressor's error; time to reach = steps x time per step per image;
+  speed-up = that time / the regressor's time per image (target >= 100x);
+- regressor + N refinement steps (`Pipeline.refine`) vs optimisation only given the same time per image:
+  mean masked L1 of both.
+Without the bundled models, a small regressor for `builtin:tiny-random-stylegan2` is trained for a few
+steps first (printed note), so that the regressor's error means something.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+TARGET = 100.0
+
+
+def load_pipeline(name: str, quick: bool):
+    from latentcomp.edit.pipeline import Pipeline
+    from latentcomp.errors import LatentcompError
+
+    try:
+        return Pipeline.from_pretrained(name), ""
+    except LatentcompError:
+        pass
+    from latentcomp.regressors import load_regressor
+    from latentcomp.training.regressor import TrainConfig, train_regressor
+
+    spec = "builtin:tiny-random-stylegan2"
+    steps = 20 if quick else 300
+    common.log(
+        f"[reg-vs-opt] bundled {name!r} not installed: training a regressor for {spec} ({steps} steps)"
+    )
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(
+            generator=spec,
+            out=out,
+            steps=steps,
+            batch=16,
+            lr=1e-3,
+            lpips="none",
+            eval_every=steps,
+            test_size=16,
+            tensorboard=False,
+            progress=False,
+            device="cpu",
+        )
+        train_regressor(cfg)
+        E = load_regressor(out)
+    pipe = Pipeline(E.load_generator(), E)
+    note = (
+        f"bundled '{name}' not installed: {spec} (32px, random weights) with a regressor trained here for "
+        f"{steps} steps (batch 16, no LPIPS)"
+    )
+    return pipe, note
+
+
+def targets(pipe, n: int, seed: int = 0):
+    from latentcomp.masks import noise_masks
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x = pipe.sample(n, seed=seed)
+    m = noise_masks(n, pipe.resolution, generator=g)
+    return x * m, m
+
+
+def run(
+    quick: bool = False,
+    n: int = 200,
+    model: str = "toyfaces",
+    threads: int = 0,
+    steps: int = 0,
+    opt_budget_s: float = 0.0,
+    refine_steps: tuple[int, ...] = (10, 30),
+) -> dict:
+    from latentcomp.edit.refine import masked_l1
+
+    threads = threads or common.cores()
+    torch.set_num_threads(threads)
+    if quick:
+        n = min(n, 16)
+    pipe, note = load_pipeline(model, quick)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    x, m = targets(pipe, n)
+
+    # regressor: E + G, batched; best of 3
+    def regress():
+        with torch.no_grad():
+            return pipe.generate(pipe.invert(x, m))
+
+    times = common.time_calls(regress, 3, warmup=1)
+    t_reg = min(times) / n
+    err_reg = masked_l1(regress(), x, m).cpu()
+
+    # optimisation only: a short trial sets the step count that fits the time budget
+    budget = opt_budget_s or (10.0 if quick else 150.0)
+    trial = pipe.optimize(x, m, steps=2)
+    per_step = trial.seconds / 2
+    max_steps = steps or (20 if quick else 400)
+    steps = int(max(2, min(max_steps, budget / max(per_step, 1e-9))))
+    common.log(f"[reg-vs-opt] {n} inputs, optimisation {steps} steps (~{per_step:.2f} s/step for the batch)")
+    opt = pipe.optimize(x, m, steps=steps, track=True)
+    hist = opt.history  # (steps + 1, n)
+    step_s = opt.seconds / steps / n  # per step, per image
+    reached = hist <= err_reg.unsqueeze(0)
+    first = torch.where(reached.any(0), reached.float().argmax(0), torch.full((n,), -1)).tolist()
+    ratios = [(k * step_s) / t_reg if k >= 0 else math.inf for k in first]
+    finite = sorted(r for r in ratios if math.isfinite(r))
+    n_reached = len(finite)
+    median = statistics.median(ratios) if n_reached * 2 > n else math.inf
+    lower_bound = steps * step_s / t_reg  # for images that never reached it
+
+    # regressor + N refinement steps vs optimisation only, same time per image
+    refine = []
+    for k in refine_steps if not quick else refine_steps[:1]:
+        r = pipe.refine(x, m, steps=k)
+        t_total = t_reg + r.seconds / n
+        k_opt = min(steps, int(t_total / step_s))
+        refine.append(
+            {
+                "refine_steps": k,
+                "seconds_per_image": t_total,
+                "regressor_refine_l1": float(r.known_l1.mean()),
+                "optimisation_steps_same_time": k_opt,
+                "optimisation_l1_same_time": float(hist[k_opt].mean()),
+                "optimisation_time_covered": k_opt == int(t_total / step_s),
+            }
+        )
+    return {
+        "model": model,
+        "note": note,
+        "n": n,
+        "resolution": pipe.resolution,
+        "threads": threads,
+        "space": pipe.space,
+        "perceptual_term_used": bool(opt.perceptual_used),
+        "regressor_ms_per_image": t_reg * 1e3,
+        "regressor_l1_mean": float(err_reg.mean()),
+        "optimisation_steps": steps,
+        "optimisation_ms_per_step_per_image": step_s * 1e3,
+        "optimisation_l1_final_mean": float(hist[-1].mean()),
+        "reached_regressor_error": n_reached,
+        "speedup_median": median,
+        "speedup_p10": common.percentile(finite, 10) if finite else math.inf,
+        "speedup_lower_bound_unreached": lower_bound,
+        "target_speedup": TARGET,
+        "meets_target": (median >= TARGET) if math.isfinite(median) else lower_bound >= TARGET,
+        "refine": refine,
+    }
+
+
+def table(res: dict) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "model",
+        "n",
+        "regressor ms/img",
+        "regressor L1",
+        "opt steps",
+        "opt ms/step/img",
+        "reached",
+        "speed-up (median)",
+        "target",
+    ]
+    med = res["speedup_median"]
+    med_s = (
+        common.fmt(med, ".0f") + "x"
+        if math.isfinite(med)
+        else f"> {res['speedup_lower_bound_unreached']:.0f}x"
+    )
+    rows = [
+        [
+            res["model"],
+            str(res["n"]),
+            common.fmt(res["regressor_ms_per_image"], ".2f"),
+            common.fmt(res["regressor_l1_mean"], ".4f"),
+            str(res["optimisation_steps"]),
+            common.fmt(res["optimisation_ms_per_step_per_image"], ".2f"),
+            f"{res['reached_regressor_error']}/{res['n']}",
+            med_s,
+            f">= {TARGET:.0f}x ({'met' if res['meets_target'] else 'MISSED'})",
+        ]
+    ]
+    return header, rows
+
+
+def refine_table(res: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["method", "ms/img", "masked L1 (known pixels)"]
+    rows = [
+        [
+            "regressor",
+            common.fmt(res["regressor_ms_per_image"], ".2f"),
+            common.fmt(res["regressor_l1_mean"], ".4f"),
+        ]
+    ]
+    for r in res["refine"]:
+        rows.append(
+            [
+                f"regressor + {r['refine_steps']} refine steps",
+                common.fmt(r["seconds_per_image"] * 1e3, ".2f"),
+                common.fmt(r["regressor_refine_l1"], ".4f"),
+            ]
+        )
+        rows.append(
+            [
+                f"optimisation only, same time ({r['optimisation_steps_same_time']} steps)",
+                common.fmt(r["seconds_per_image"] * 1e3, ".2f"),
+                common.fmt(r["optimisation_l1_same_time"], ".4f"),
+            ]
+        )
+    return header, rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    common.add_common_args(ap)
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--model", default="toyfaces", help="toyfaces, toyfaces-stylegan2 or a regressor run")
+    ap.add_argument("--steps", type=int, default=0, help="max optimisation steps (0: 400, fit to --budget)")
+    ap.add_argument("--budget", type=float, default=0.0, help="seconds for the optimisation run")
+    args = ap.parse_args()
+    t = time.perf_counter()
+    res = run(args.quick, args.n, args.model, args.threads, args.steps, args.budget)
+    common.print_table("regressor vs optimisation", *table(res))
+    common.print_table("same time per image: regressor + refine vs optimisation", *refine_table(res))
+    common.log(f"({time.perf_counter() - t:.0f} s)")
+    if args.json:
+        common.write_json(args.json, res)
+
+
+if __name__ == "__main__":
+    main()

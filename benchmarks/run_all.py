@@ -1,0 +1,179 @@
+"""Run every benchmark side by side, write benchmarks/results.json and print the tables (`make bench`).
+
+    python benchmarks/run_all.py            # full run (~10 min on 2 idle cores)
+    python benchmarks/run_all.py --quick    # smoke run (tiny sizes, a minute or two)
+    python benchmarks/run_all.py --only compose,toyfaces --json /tmp/r.json
+
+Benchmarks: compose (bench_compose.py), regressor vs optimisation (bench_regressor_vs_optimisation.py),
+regressor training throughput (bench_regressor_train.py, called as a script: one process and 2-process
+DDP), peak memory (bench_memory.py), toyfaces rendering (bench_toyfaces.py). The machine (cores, CPU,
+load average, busy processes) and its fp32 / bf16 matmul rates are recorded in the same run, so that
+ratios hold even on a noisy machine. A benchmark that fails is recorded with its error; the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_compose  # noqa: E402
+import bench_memory  # noqa: E402
+import bench_regressor_vs_optimisation  # noqa: E402
+import bench_toyfaces  # noqa: E402
+import common  # noqa: E402
+
+ORDER = ("toyfaces", "compose", "regressor_vs_optimisation", "regressor_train", "memory")
+
+
+def regressor_train(quick: bool, threads: int) -> dict:
+    """bench_regressor_train.py (owned by the regressor helper) as a script; its --json figures."""
+    script = common.HERE / "bench_regressor_train.py"
+    if not script.is_file():
+        return {"error": f"{script.name} not found"}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "train.json")
+        args = [str(script), "--json", out, "--threads", str(threads)]
+        args += (
+            ["--steps", "2", "--warmup", "1", "--batch", "8"] if quick else ["--steps", "8", "--warmup", "2"]
+        )
+        res = common.run_json_subprocess(args, timeout=300 if quick else 600)
+        if "error" in res and not os.path.exists(out):
+            return res
+        import json
+
+        with open(out) as f:
+            return json.load(f)
+
+
+def regressor_train_table(res: dict) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "generator",
+        "processes",
+        "threads",
+        "batch",
+        "img/s",
+        "s/step",
+        "GFLOP/step",
+        "GFLOP/s",
+        "of fp32 peak",
+    ]
+    if "error" in res:
+        return header, [["-", "-", "-", "-", res["error"][:80], "", "", "", ""]]
+    peak = res.get("matmul_gflop_s")
+    rows = []
+    for r in res.get("rows", []):
+        frac = r.get("fraction_of_matmul_peak")
+        if frac is None and peak:
+            frac = r["achieved_gflop_s"] / peak
+        rows.append(
+            [
+                r["generator"],
+                str(r["processes"]),
+                str(r["threads"]),
+                str(r["batch"]),
+                common.fmt(r["images_per_s"]),
+                common.fmt(r["step_s"], ".3f"),
+                common.fmt(r["gflop_per_step"], ".2f"),
+                common.fmt(r["achieved_gflop_s"]),
+                common.fmt(frac * 100 if frac is not None else None, ".0f") + "%",
+            ]
+        )
+    return header, rows
+
+
+def print_all(results: dict) -> None:
+    m = results["machine"]
+    print(f"\nmachine: {common.machine_line(m)}")
+    p = results["matmul_peak_gflop_s"]
+    print(
+        f"matmul rate (this run): fp32 {p['fp32']:.1f} GFLOP/s, bf16 {p['bf16']:.1f} GFLOP/s with "
+        f"{results['threads']} threads; fp32 {p['fp32_1thread']:.1f} GFLOP/s with 1 thread"
+    )
+    b = results["benchmarks"]
+    if "compose" in b and "error" not in b["compose"]:
+        common.print_table("1. compose: E + G (* = fastest variant)", *bench_compose.table(b["compose"]))
+    if "regressor_vs_optimisation" in b and "error" not in b["regressor_vs_optimisation"]:
+        r = b["regressor_vs_optimisation"]
+        common.print_table("2. regressor vs optimisation", *bench_regressor_vs_optimisation.table(r))
+        common.print_table("2b. same time per image", *bench_regressor_vs_optimisation.refine_table(r))
+    if "regressor_train" in b:
+        common.print_table("3. regressor training throughput", *regressor_train_table(b["regressor_train"]))
+    if "memory" in b and "error" not in b["memory"]:
+        common.print_table("4. peak memory", *bench_memory.table(b["memory"]))
+    if "toyfaces" in b:
+        common.print_table("5. toyfaces rendering", *bench_toyfaces.table(b["toyfaces"]))
+    notes = [f"{k}: {v['error']}" for k, v in b.items() if isinstance(v, dict) and "error" in v]
+    for k in ("compose", "regressor_vs_optimisation"):
+        v = b.get(k, {})
+        for entry in v.get("models", [v]) if isinstance(v, dict) else []:
+            if isinstance(entry, dict) and entry.get("note"):
+                notes.append(f"{k}: {entry['note']}")
+    if notes:
+        print("\nnotes:")
+        for n in dict.fromkeys(notes):
+            print(f"- {n}")
+    print(f"\ntotal {results['seconds']:.0f} s; figures in {results['json']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    common.add_common_args(ap)
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(ORDER)}")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    args = ap.parse_args()
+    only = [s.strip() for s in args.only.split(",")] if args.only else list(ORDER)
+    unknown = [s for s in only if s not in ORDER]
+    if unknown:
+        ap.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(ORDER)}")
+    out = args.json or str(common.HERE / ("results_quick.json" if args.quick else "results.json"))
+    threads = args.threads or common.cores()
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    results: dict = {
+        "quick": args.quick,
+        "threads": threads,
+        "machine": common.machine(),
+        "json": out,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "benchmarks": {},
+    }
+    peak = {"fp32": common.matmul_peak(threads), "bf16": common.matmul_peak(threads, torch.bfloat16)}
+    results["matmul_peak_gflop_s"] = {k: v / 1e9 for k, v in peak.items()}
+    results["matmul_peak_gflop_s"]["fp32_1thread"] = common.matmul_peak(1) / 1e9
+    common.log(f"machine: {common.machine_line(results['machine'])}")
+    jobs = {
+        "toyfaces": lambda: bench_toyfaces.run(args.quick),
+        "compose": lambda: bench_compose.run(args.quick, threads, not args.no_compile, peak=peak),
+        "regressor_vs_optimisation": lambda: bench_regressor_vs_optimisation.run(args.quick, threads=threads),
+        "regressor_train": lambda: regressor_train(args.quick, threads),
+        "memory": lambda: bench_memory.run(args.quick),
+    }
+    for name in ORDER:
+        if name not in only:
+            continue
+        common.log(f"== {name}")
+        t = time.perf_counter()
+        try:
+            res = jobs[name]()
+        except Exception as e:  # noqa: BLE001 - record and go on with the other benchmarks
+            traceback.print_exc()
+            res = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+        torch.set_num_threads(threads)
+        res["seconds"] = round(time.perf_counter() - t, 1)
+        results["benchmarks"][name] = res
+        common.write_json(out, results)  # partial results survive an interrupted run
+    results["seconds"] = time.perf_counter() - t0
+    results["load_at_end"] = common.other_load()
+    common.write_json(out, results)
+    print_all(results)
+
+
+if __name__ == "__main__":
+    main()

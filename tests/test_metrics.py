@@ -263,6 +263,7 @@ def test_metrics_cli(tmp_path):
     printed = _cli("metrics", "fid", tmp_path / "a", tmp_path / "a", "--features", "pixels:2")
     assert "fid: " in printed and "kid: " in printed
     out2 = tmp_path / "p.json"
-    _cli("metrics", "prdc", tmp_path / "a", tmp_path / "b", "--features", "pixels:2", "--k", 3,
-         "--json", out2)
+    _cli(
+        "metrics", "prdc", tmp_path / "a", tmp_path / "b", "--features", "pixels:2", "--k", 3, "--json", out2
+    )
     assert set(json.loads(out2.read_text())) >= {"precision", "recall", "density", "coverage"}

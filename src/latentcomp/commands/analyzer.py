@@ -17,7 +17,7 @@ def train(
     out: Path = typer.Option(
         ..., "--out", help="run folder (checkpoint.pt, log.jsonl, tb/, analyzer.safetensors)"
     ),
-    steps: int = typer.Option(6000, help="optimiser steps"),
+    steps: int = typer.Option(1600, help="optimiser steps"),
     batch: int = typer.Option(48, help="images per step (fresh renders every step)"),
     seed: int = typer.Option(0, help="toyfaces data seed of the training renders (not the held-out seed)"),
     lr: float = typer.Option(2e-3, help="peak Adam learning rate (warm-up, then cosine decay)"),
@@ -51,6 +51,8 @@ def evaluate(
     batch: int = typer.Option(250, help="images per forward pass"),
     threads: int = typer.Option(1, help="torch CPU threads"),
     device: str = typer.Option(None, help="torch device, e.g. cuda (default: cpu)"),
+    degrade: bool = typer.Option(False, "--degrade",
+                                 help="blur / resample / jitter / add noise to every render first"),
     json_out: Path = typer.Option(None, "--json", help="also write the numbers to this JSON file"),
 ) -> None:
     """Held-out attribute accuracy (per attribute) and part IoU (per part, mIoU) on fresh renders."""
@@ -61,8 +63,8 @@ def evaluate(
     torch.set_num_threads(threads)
     an = load_analyzer(analyzer, device=device)
     res = evaluate_analyzer(an, n=n, seed=EVAL_SEED if seed is None else seed, resolution=resolution,
-                            batch=batch)
-    typer.echo(f"analyzer {analyzer}: {n} held-out renders "
+                            batch=batch, degrade=degrade)
+    typer.echo(f"analyzer {analyzer}: {n} held-out renders{' (degraded)' if degrade else ''} "
                f"(toyfaces seed {res['seed']}, {resolution}x{resolution})")
     typer.echo(f"{'attribute':<20}{'accuracy':>10}{'(visible in)':>14}{'all images':>12}")
     for k, v in res["attribute_accuracy"].items():

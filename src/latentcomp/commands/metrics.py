@@ -21,8 +21,9 @@ import typer
 
 from ..errors import LatentcompError
 
-metrics_app = typer.Typer(help="Image metrics on folders: FID/KID, PRDC, IS, masked L1 / LPIPS.",
-                          no_args_is_help=True)  # fmt: skip
+metrics_app = typer.Typer(
+    help="Image metrics on folders: FID/KID, PRDC, IS, masked L1 / LPIPS.", no_args_is_help=True
+)
 
 FEATURES_HELP = (
     "Feature space: analyzer[:SPEC] (toyfaces, offline), inception[:PATH], pixels[:SIZE], MODULE:FN."
@@ -79,14 +80,20 @@ def folder_features(folder: Path, extractor, batch: int = 256, what: str = "imag
     files = io.list_images(folder, what)
     size_hw = tuple(io.load_image(files[0], notice=None).shape[-2:])
     feats, resized = [], 0
-    for i in tqdm(range(0, len(files), batch), desc=f"features {Path(folder).name}", unit="batch",
-                  disable=len(files) <= batch):  # fmt: skip
+    for i in tqdm(
+        range(0, len(files), batch),
+        desc=f"features {Path(folder).name}",
+        unit="batch",
+        disable=len(files) <= batch,
+    ):
         x, r = _load_batch(files[i : i + batch], size_hw)
         resized += r
         feats.append(extractor(x))
     if resized:
-        print(f"notice: {resized} image(s) of {folder} resized to {size_hw[1]}x{size_hw[0]} "
-              "(bicubic, antialiased)")
+        print(
+            f"notice: {resized} image(s) of {folder} resized to {size_hw[1]}x{size_hw[0]} "
+            "(bicubic, antialiased)"
+        )
     return torch.cat(feats)
 
 
@@ -121,8 +128,10 @@ def _masked_over_folders(dir_a, dir_b, mask_dir, fn, batch=64):
             a = io.load_image(pa, notice=None)
             b = io.load_image(pb, notice=None)
             if a.shape != b.shape:
-                raise LatentcompError(f"{pa.name}: {tuple(a.shape[-2:])} vs {pb} {tuple(b.shape[-2:])}; "
-                                      "paired images must have the same size")  # fmt: skip
+                raise LatentcompError(
+                    f"{pa.name}: {tuple(a.shape[-2:])} vs {pb} {tuple(b.shape[-2:])}; "
+                    "paired images must have the same size"
+                )
             xa.append(a)
             xb.append(b)
             if masks is not None:
@@ -140,8 +149,9 @@ def _masked_over_folders(dir_a, dir_b, mask_dir, fn, batch=64):
         "n_without_known_pixels": int((~ok).sum()),
         "mean": float(v[ok].mean()) if ok.any() else math.nan,
         "std": float(v[ok].std()) if ok.sum() > 1 else math.nan,
-        "per_image": {p[0].name: (float(x) if not math.isnan(float(x)) else None) for p, x in zip(pairs, v,
-                                                                                                  strict=True)},
+        "per_image": {
+            p[0].name: (float(x) if not math.isnan(float(x)) else None) for p, x in zip(pairs, v, strict=True)
+        },
     }
 
 
@@ -165,8 +175,16 @@ def fid_cmd(
     fa, fb = folder_features(dir_a, ex, batch), folder_features(dir_b, ex, batch)
     info = frechet_distance_info(fa, fb)
     k_mean, k_std = kid(fa, fb, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
-    res = {"features": ex.name, "n_a": info["n_a"], "n_b": info["n_b"], "dim": info["dim"],
-           "fid": info["fid"], "kid": k_mean, "kid_std": k_std, "fid_eps_retries": info["retries"]}
+    res = {
+        "features": ex.name,
+        "n_a": info["n_a"],
+        "n_b": info["n_b"],
+        "dim": info["dim"],
+        "fid": info["fid"],
+        "kid": k_mean,
+        "kid_std": k_std,
+        "fid_eps_retries": info["retries"],
+    }
     _emit(res, json_out)
 
 

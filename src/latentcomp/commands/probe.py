@@ -13,11 +13,14 @@ import typer
 
 from ..errors import LatentcompError
 
-probe_app = typer.Typer(help="Probe compositionality: trade-off, independence, parts, rebalancing, report.",
-                        no_args_is_help=True)  # fmt: skip
+probe_app = typer.Typer(
+    help="Probe compositionality: trade-off, independence, parts, rebalancing, report.", no_args_is_help=True
+)
 
-MODEL_HELP = ("Pipeline: toyfaces, toyfaces-stylegan2 (or builtin:toyfaces...), builtin:NAME, a regressor run or "
-              "file; a plain generator spec gets an untrained regressor (smoke tests). Repeat for several.")
+MODEL_HELP = (
+    "Pipeline: toyfaces, toyfaces-stylegan2 (or builtin:toyfaces...), builtin:NAME, a regressor run or "
+    "file; a plain generator spec gets an untrained regressor (smoke tests). Repeat for several."
+)
 
 
 def _setup(models, analyzer, device, quick, n, which):
@@ -59,9 +62,13 @@ def tradeoff_cmd(
     n: int = typer.Option(None, help="Collages per generator [default: 200, quick 8]."),
     seed: int = _seed,
     quick: bool = _quick,
-    methods: str = typer.Option("regressor,regressor+refine,optimisation,poisson,raw", help="Comma-separated."),
+    methods: str = typer.Option(
+        "regressor,regressor+refine,optimisation,poisson,raw", help="Comma-separated."
+    ),
     collage_source: str = typer.Option("auto", help="auto, renders, samples or kmeans (any generator)."),
-    features: str = typer.Option("analyzer", help="Realism features: analyzer, inception[:PATH], pixels, MODULE:FN."),
+    features: str = typer.Option(
+        "analyzer", help="Realism features: analyzer, inception[:PATH], pixels, MODULE:FN."
+    ),
     refine_steps: int = typer.Option(None, help="Refinement steps [default: 30]."),
     opt_steps: int = typer.Option(None, help="Optimisation-only steps [default: 100]."),
     analyzer: str = _analyzer,
@@ -76,13 +83,25 @@ def tradeoff_cmd(
     if opt_steps is not None:
         sizes.opt_steps = opt_steps
     ms = [m.strip() for m in methods.split(",") if m.strip()]
-    res = run_tradeoff(pipes, _out(out), an, sizes, seed, methods=ms, collage_source=collage_source,
-                       features=features, device=device)  # fmt: skip
+    res = run_tradeoff(
+        pipes,
+        _out(out),
+        an,
+        sizes,
+        seed,
+        methods=ms,
+        collage_source=collage_source,
+        features=features,
+        device=device,
+    )
     for e in res["models"]:
         print(f"{e['model']}:")
         for m, v in e["methods"].items():
-            print(f"  {m:18s} known L1 {v['known_l1']:.4f}  FID {v['fid']:.3f}  density {v.get('density', 0):.3f}"
-                  f"  coverage {v.get('coverage', 0):.3f}")
+            print(
+                f"  {m:18s} known L1 {v['known_l1']:.4f}  FID {v['fid']:.3f}  "
+                f"density {v.get('density', 0):.3f}"
+                f"  coverage {v.get('coverage', 0):.3f}"
+            )
     print(f"wrote {Path(out) / 'tradeoff.json'}, {Path(out) / 'tradeoff.png'}")
 
 
@@ -104,8 +123,11 @@ def independence_cmd(
     want = [p.strip() for p in parts.split(",")] if parts else None
     res = run_independence(pipes, _out(out), an, sizes, seed, parts=want)
     for e in res["models"]:
-        print(f"{e['model']}: median locality gain {e['median_locality_gain']:.3f} "
-              f"({e['parts_more_local_with_regression']}/{e['parts_measured']} parts more local with regression)")
+        print(
+            f"{e['model']}: median locality gain {e['median_locality_gain']:.3f} "
+            f"({e['parts_more_local_with_regression']}/{e['parts_measured']} parts more local with "
+            "regression)"
+        )
     print(f"wrote {Path(out) / 'independence.json'}")
 
 
@@ -117,8 +139,11 @@ def parts_cmd(
     seed: int = _seed,
     quick: bool = _quick,
     k: int = typer.Option(None, help="Clusters [default: number of toyfaces parts, or 8]."),
-    layer: list[str] = typer.Option(None, help="Feature layer(s) [default: the one nearest a quarter of the "
-                                    "image size]; repeat to concatenate."),  # fmt: skip
+    layer: list[str] = typer.Option(
+        None,
+        help="Feature layer(s) [default: the one nearest a quarter of the "
+        "image size]; repeat to concatenate.",
+    ),
     analyzer: str = _analyzer,
     device: str = _device,
 ):
@@ -129,9 +154,14 @@ def parts_cmd(
     res = run_parts(pipes, _out(out), an, sizes, seed, k=k, layers=list(layer) if layer else None)
     for e in res["models"]:
         miou = e.get("miou_hungarian")
-        print(f"{e['model']}: layers {', '.join(e['layers'])}, k {e['k']}"
-              + (f", mIoU {miou:.3f} (Hungarian), {e['miou_many_to_one']:.3f} (many-to-one)" if miou is not None
-                 else ""))  # fmt: skip
+        print(
+            f"{e['model']}: layers {', '.join(e['layers'])}, k {e['k']}"
+            + (
+                f", mIoU {miou:.3f} (Hungarian), {e['miou_many_to_one']:.3f} (many-to-one)"
+                if miou is not None
+                else ""
+            )
+        )
     print(f"wrote {Path(out) / 'parts.json'}")
 
 
@@ -155,11 +185,15 @@ def rebalance_cmd(
     if an is None:
         raise LatentcompError("rebalance reads attributes with the toyfaces analyzer; give --analyzer SPEC")
     rare_list = [v.strip() for v in rare.split(",")] if rare else None
-    res = run_rebalance(pipes, _out(out), an, sizes, seed, attribute=attribute, rare=rare_list, target_share=target)
+    res = run_rebalance(
+        pipes, _out(out), an, sizes, seed, attribute=attribute, rare=rare_list, target_share=target
+    )
     for e in res["models"]:
         if "regression" in e:
-            print(f"{e['model']}: share {e['share_before']:.3f} -> {e['regression']['share_after']:.3f}; FID "
-                  f"{e['realism_before']['fid']:.3f} -> {e['regression']['realism']['fid']:.3f}")
+            print(
+                f"{e['model']}: share {e['share_before']:.3f} -> {e['regression']['share_after']:.3f}; FID "
+                f"{e['realism_before']['fid']:.3f} -> {e['regression']['realism']['fid']:.3f}"
+            )
         else:
             print(f"{e['model']}: {e.get('skipped') or e.get('note')}")
     print(f"wrote {Path(out) / 'rebalance.json'}")
@@ -171,7 +205,9 @@ def report_cmd(
     out: Path = _out_opt,
     seed: int = _seed,
     quick: bool = _quick,
-    features: str = typer.Option("analyzer", help="Realism features of the trade-off (see `probe tradeoff`)."),
+    features: str = typer.Option(
+        "analyzer", help="Realism features of the trade-off (see `probe tradeoff`)."
+    ),
     skip: str = typer.Option("", help="Comma-separated experiments to leave out."),
     analyzer: str = _analyzer,
     device: str = _device,
@@ -183,8 +219,9 @@ def report_cmd(
     skipped = {s.strip() for s in skip.split(",") if s.strip()}
     bad = skipped - set(EXPERIMENTS)
     if bad:
-        raise LatentcompError(f"unknown experiment(s) in --skip: {', '.join(sorted(bad))}; "
-                              f"accepted: {', '.join(EXPERIMENTS)}")  # fmt: skip
+        raise LatentcompError(
+            f"unknown experiment(s) in --skip: {', '.join(sorted(bad))}; accepted: {', '.join(EXPERIMENTS)}"
+        )
     exps = [e for e in EXPERIMENTS if e not in skipped]
     if an is None and "rebalance" in exps:
         exps.remove("rebalance")
@@ -192,10 +229,22 @@ def report_cmd(
         from ..probe.common import log
 
         features = "pixels:16"
-        log("notice: no analyzer, so the trade-off's realism uses --features pixels:16 (give --features "
-            "inception or MODULE:FN for a better feature space)")
-    res = run_report(pipes, out, an, analyzer if an is not None else "none", sizes, seed, quick, exps,
-                     features=features, device=device)  # fmt: skip
+        log(
+            "notice: no analyzer, so the trade-off's realism uses --features pixels:16 (give --features "
+            "inception or MODULE:FN for a better feature space)"
+        )
+    res = run_report(
+        pipes,
+        out,
+        an,
+        analyzer if an is not None else "none",
+        sizes,
+        seed,
+        quick,
+        exps,
+        features=features,
+        device=device,
+    )
     for row in res["headline"]:
         print(row["model"])
         for k, v in row.items():

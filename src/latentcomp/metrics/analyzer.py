@@ -401,6 +401,7 @@ def save_analyzer(net: AnalyzerNet, config: dict, path: str | os.PathLike, half:
         state[k] = v.half() if (half and v.is_floating_point() and "running_var" not in k) else v
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata={"format": FORMAT})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     js = path.with_suffix(".json")
     tmp = js.with_name(js.name + ".tmp")
@@ -493,7 +494,7 @@ def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     return lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def train_analyzer(out: str | os.PathLike, steps: int = 6000, batch: int = 48, seed: int = 0,
+def train_analyzer(out: str | os.PathLike, steps: int = 1600, batch: int = 48, seed: int = 0,
                    resume: bool = False, lr: float = 2e-3, widths=DEFAULT_WIDTHS,
                    feature_dim: int = DEFAULT_FEATURE_DIM, attr_weight: float = 1.0, dice_weight: float = 1.0,
                    ckpt_every: int = 250, eval_every: int = 1000, eval_n: int = 256,
@@ -624,12 +625,14 @@ def train_analyzer(out: str | os.PathLike, steps: int = 6000, batch: int = 48, s
 
 
 def evaluate_analyzer(analyzer: Analyzer, n: int = 2000, seed: int = EVAL_SEED, resolution: int = 64,
-                      batch: int = 250, progress: bool = True) -> dict:
+                      batch: int = 250, progress: bool = True, degrade: bool = False) -> dict:
     """Held-out scores on n fresh renders ToyFaces(resolution, seed)[0:n].
 
     attribute_accuracy: per attribute, over the images where it is visible (the headline number);
     attribute_accuracy_all: over all images (hidden attributes are guesses, e.g. eye colour behind
-    sunglasses); part_iou per part and part_miou their mean; mean_confidence as in `predict`."""
+    sunglasses); part_iou per part and part_miou their mean; mean_confidence as in `predict`.
+    degrade: apply the training degradations (blur, resampling, colour jitter, noise; every image, seeded)
+    to the renders first, a stand-in for the artefacts of generated images."""
     from tqdm.auto import tqdm
 
     if n < 1:
@@ -646,6 +649,8 @@ def evaluate_analyzer(analyzer: Analyzer, n: int = 2000, seed: int = EVAL_SEED, 
     t0 = time.time()
     for i in tqdm(range(0, n, batch), desc="eval", disable=not progress, dynamic_ncols=True):
         imgs, pms, ats = ds.render_batch(list(range(i, min(n, i + batch))))
+        if degrade:
+            imgs = augment(imgs, torch.Generator().manual_seed(seed + i), clean_fraction=0.0)
         out = analyzer.predict(imgs, batch_size=batch)
         ats = ats.long()
         hit = out.attrs.cpu() == ats
@@ -661,7 +666,7 @@ def evaluate_analyzer(analyzer: Analyzer, n: int = 2000, seed: int = EVAL_SEED, 
     ious = iou_from_confusion(conf, analyzer.part_names, per_class=True)
     miou = ious.pop("mean")
     return {
-        "analyzer": analyzer.spec, "n": n, "seed": seed, "resolution": resolution,
+        "analyzer": analyzer.spec, "n": n, "seed": seed, "resolution": resolution, "degraded": degrade,
         "attribute_accuracy": acc, "mean_attribute_accuracy": sum(acc.values()) / len(names),
         "attribute_visible_count": {k: n_vis[j].item() for j, k in enumerate(names)},
         "attribute_accuracy_all": acc_all, "mean_attribute_accuracy_all": sum(acc_all.values()) / len(names),

@@ -56,8 +56,13 @@ class Extractor:
 
     name = "features"
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], name: str, batch_size: int = 128,
-                 device: str | torch.device = "cpu"):  # fmt: skip
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        name: str,
+        batch_size: int = 128,
+        device: str | torch.device = "cpu",
+    ):
         self.fn = fn
         self.name = name
         self.batch_size = int(batch_size)
@@ -107,8 +112,9 @@ class InceptionFeatures(Extractor):
     antialiased) and then quantised to uint8, the input the network expects (its own resize is then an
     identity)."""
 
-    def __init__(self, weights: str | Path | None = None, batch_size: int = 64, device="cpu",
-                 resize: str = "pil"):  # fmt: skip
+    def __init__(
+        self, weights: str | Path | None = None, batch_size: int = 64, device="cpu", resize: str = "pil"
+    ):
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError as e:
@@ -138,13 +144,18 @@ class InceptionFeatures(Extractor):
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         images = _check_images(images)
-        return torch.cat([self.net(self._uint8(images[i : i + self.batch_size]))[1].float().cpu()
-                          for i in range(0, images.shape[0], self.batch_size)])  # fmt: skip
+        return torch.cat(
+            [
+                self.net(self._uint8(images[i : i + self.batch_size]))[1].float().cpu()
+                for i in range(0, images.shape[0], self.batch_size)
+            ]
+        )
 
 
 # ------------------------------------------------------------------------------------------ others
-def analyzer_features(analyzer="builtin:toyfaces-analyzer", batch_size: int = 256, device="cpu",
-                      resize: str = "pil") -> Extractor:  # fmt: skip
+def analyzer_features(
+    analyzer="builtin:toyfaces-analyzer", batch_size: int = 256, device="cpu", resize: str = "pil"
+) -> Extractor:
     """The toyfaces analyzer's penultimate features; `analyzer` is a spec or a loaded Analyzer."""
     if isinstance(analyzer, str | Path):
         from .analyzer import load_analyzer
@@ -178,16 +189,21 @@ def function_features(spec: str, batch_size: int = 128, device="cpu") -> Extract
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
-        raise LatentcompError(f"--features {spec}: cannot import module {mod_name!r} ({e}); expected "
-                              f"{SPECS_HELP}") from None  # fmt: skip
+        raise LatentcompError(
+            f"--features {spec}: cannot import module {mod_name!r} ({e}); expected {SPECS_HELP}"
+        ) from None
     fn = getattr(mod, fn_name, None)
     if not callable(fn):
         raise LatentcompError(f"--features {spec}: module {mod_name!r} has no function {fn_name!r}")
     return Extractor(fn, spec, batch_size, device)
 
 
-def load_features(spec: str = "analyzer", device: str | torch.device = "cpu", batch_size: int | None = None,
-                  resize: str = "pil") -> Extractor:  # fmt: skip
+def load_features(
+    spec: str = "analyzer",
+    device: str | torch.device = "cpu",
+    batch_size: int | None = None,
+    resize: str = "pil",
+) -> Extractor:
     """An extractor from a spec (module doc)."""
     spec = str(spec).strip()
     head, sep, rest = spec.partition(":")

@@ -3,12 +3,12 @@
 All functions take features as (N, D) tensors or arrays; which network made them is up to the caller
 (`latentcomp.metrics.features`: Inception, the toyfaces analyzer, your own `MODULE:FN`).
 
-FID  = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), in float64, with scipy.linalg.sqrtm (up to
-       512 dimensions; above, the same trace from symmetric eigendecompositions, see
-       `frechet_from_stats`). The square root of a product of two (near-)singular covariances can come back with NaN/Inf or a
-       large imaginary part; then eps * I is added to both covariances (eps = 1e-6, growing tenfold up
-       to 1e-2 until it is finite) and the count of such retries is reported by `frechet_distance_info`.
-       A tiny imaginary part (numerical noise) is dropped.
+FID  = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), in float64, with scipy.linalg.sqrtm (up
+       to 512 dimensions; above, the same trace from symmetric eigendecompositions, see
+       `frechet_from_stats`). The square root of a product of two (near-)singular covariances can come
+       back with NaN/Inf or a large imaginary part; then eps * I is added to both covariances
+       (eps = 1e-6, growing tenfold up to 1e-2 until it is finite) and the count of such retries is
+       reported by `frechet_distance_info`. A tiny imaginary part (numerical noise) is dropped.
 KID  = the unbiased estimate of MMD^2 with the polynomial kernel k(x, y) = (x.y / D + 1)^3, averaged
        over `subsets` random subsets of `subset_size` from each set (seeded); returns (mean, std).
 IS   = exp(E_x KL(p(y|x) || p(y))) over `splits` splits of the class probabilities; (mean, std).
@@ -77,7 +77,9 @@ def _trace_sqrt_product_eigh(s1: np.ndarray, s2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(ev, 0, None)).sum())
 
 
-def frechet_from_stats(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = "auto") -> tuple[float, int]:
+def frechet_from_stats(
+    mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = "auto"
+) -> tuple[float, int]:
     """Frechet distance of two Gaussians -> (distance, number of eps retries that were needed).
 
     method: "sqrtm" (scipy.linalg.sqrtm of S1 S2, the reference formula), "eigh" (the same trace via two
@@ -143,8 +145,9 @@ def frechet_distance(a, b) -> float:
     return frechet_distance_info(a, b)["fid"]
 
 
-def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 1.0,
-                      gamma: float | None = None) -> np.ndarray:  # fmt: skip
+def polynomial_kernel(
+    x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 1.0, gamma: float | None = None
+) -> np.ndarray:
     g = 1.0 / x.shape[1] if gamma is None else gamma
     return (g * (x @ y.T) + coef0) ** degree
 
@@ -162,8 +165,16 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, **kernel) -> float:
     return float(sxx + syy - 2 * kxy.mean())
 
 
-def kid(a, b, subsets: int = 100, subset_size: int = 1000, seed: int = 0, degree: int = 3,
-        coef0: float = 1.0, gamma: float | None = None) -> tuple[float, float]:  # fmt: skip
+def kid(
+    a,
+    b,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+    degree: int = 3,
+    coef0: float = 1.0,
+    gamma: float | None = None,
+) -> tuple[float, float]:
     """Kernel Inception Distance on any features: (mean, std) of unbiased MMD^2 over random subsets.
 
     subset_size is capped at the smaller set's size; with that cap and one subset it is the plain
@@ -185,8 +196,9 @@ def kid(a, b, subsets: int = 100, subset_size: int = 1000, seed: int = 0, degree
 
 def inception_score(probs_or_logits, splits: int = 10, logits: bool = False) -> tuple[float, float]:
     """IS from class probabilities (N, K) (or logits with `logits=True`): (mean, std) over splits."""
-    p = torch.as_tensor(np.asarray(probs_or_logits) if not isinstance(probs_or_logits, torch.Tensor)
-                        else probs_or_logits).double()  # fmt: skip
+    p = torch.as_tensor(
+        np.asarray(probs_or_logits) if not isinstance(probs_or_logits, torch.Tensor) else probs_or_logits
+    ).double()
     if p.dim() != 2:
         raise LatentcompError(f"Inception Score needs (N, classes) probabilities; got {tuple(p.shape)}")
     if logits:

@@ -45,8 +45,18 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(tradeoff_n=8, refine_steps=2, opt_steps=3, independence_pairs=4, strengths=3, parts_fit=12,
-                   parts_eval=6, rebalance_n=24, reference_n=24, batch=8)  # fmt: skip
+        return cls(
+            tradeoff_n=8,
+            refine_steps=2,
+            opt_steps=3,
+            independence_pairs=4,
+            strengths=3,
+            parts_fit=12,
+            parts_eval=6,
+            rebalance_n=24,
+            reference_n=24,
+            batch=8,
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -73,12 +83,15 @@ def load_pipeline(spec: str, device: str | None = None):
             from ..generators import load_generator
             from ..regressors import build_regressor
 
-            G = load_generator(name, device=device)
+            G = load_generator(str(spec), device=device)
         except (LatentcompError, ImportError, ValueError):
             raise first from None
         torch.manual_seed(0)
         E = build_regressor(G)
-        log(f"notice: {spec} is a generator without a regressor; using an UNTRAINED regressor (smoke test only)")
+        log(
+            f"notice: {spec} is a generator without a regressor; using an UNTRAINED regressor "
+            "(smoke test only)"
+        )
         pipe = Pipeline(G, E, device=device)
         pipe.source = str(spec)
         pipe.untrained = True
@@ -106,8 +119,12 @@ def toyfaces_compatible(pipe, analyzer) -> bool:
     """Whether toyfaces renders / analyzer part maps make sense for this generator."""
     from ..data.toyfaces import PARTS, RESOLUTIONS
 
-    return (analyzer is not None and pipe.channels == 3 and pipe.resolution in RESOLUTIONS
-            and list(analyzer.part_names) == list(PARTS))  # fmt: skip
+    return (
+        analyzer is not None
+        and pipe.channels == 3
+        and pipe.resolution in RESOLUTIONS
+        and list(analyzer.part_names) == list(PARTS)
+    )
 
 
 @torch.no_grad()
@@ -115,8 +132,10 @@ def sample_with_latents(pipe, n: int, seed: int, batch: int = 64) -> tuple[torch
     """n samples of G (CPU images) and their z, deterministic for the seed whatever the batch."""
     g = torch.Generator().manual_seed(int(seed))
     z = pipe.generator.sample_latent(n, generator=g).cpu()
-    imgs = [pipe.generator(z[i : i + batch].to(pipe.device), space="z").clamp(-1, 1).cpu()
-            for i in range(0, n, batch)]  # fmt: skip
+    imgs = [
+        pipe.generator(z[i : i + batch].to(pipe.device), space="z").clamp(-1, 1).cpu()
+        for i in range(0, n, batch)
+    ]
     return torch.cat(imgs), z
 
 
@@ -145,8 +164,9 @@ def realism(features: torch.Tensor, reference: torch.Tensor, k: int = 5) -> dict
     from ..metrics.prdc import compute_prdc
 
     out: dict = {"n": int(features.shape[0]), "n_reference": int(reference.shape[0])}
-    out["fid"] = frechet_distance(features, reference) if min(features.shape[0], reference.shape[0]) > 1 \
-        else math.nan  # fmt: skip
+    out["fid"] = (
+        frechet_distance(features, reference) if min(features.shape[0], reference.shape[0]) > 1 else math.nan
+    )
     try:
         out["kid"] = kid(features, reference, subsets=20, subset_size=min(200, features.shape[0]), seed=0)[0]
     except LatentcompError:

@@ -76,11 +76,17 @@ def measure_part(pipe, A, B, region, strengths, batch: int = 50) -> dict:
     G, space = pipe.generator, pipe.space
 
     def gen(lat):
-        return torch.cat([G(lat[i : i + batch].to(pipe.device), space=space).clamp(-1, 1).cpu()
-                          for i in range(0, lat.shape[0], batch)])  # fmt: skip
+        return torch.cat(
+            [
+                G(lat[i : i + batch].to(pipe.device), space=space).clamp(-1, 1).cpu()
+                for i in range(0, lat.shape[0], batch)
+            ]
+        )
 
     def enc(x):
-        return torch.cat([pipe.regressor(x[i : i + batch].to(pipe.device)).cpu() for i in range(0, x.shape[0], batch)])
+        return torch.cat(
+            [pipe.regressor(x[i : i + batch].to(pipe.device)).cpu() for i in range(0, x.shape[0], batch)]
+        )
 
     la, lb = enc(A), enc(B)
     base = gen(la)
@@ -102,8 +108,13 @@ def measure_part(pipe, A, B, region, strengths, batch: int = 50) -> dict:
     curves["region_fraction"] = float(region.mean())
     curves["base_inside_distance"] = denom
     curves.update(matched(curves))
-    curves["_examples"] = {"A": A[:1], "B": B[:1], "region": region[:1], "base": base[:1],
-                           **{k: torch.cat(v) for k, v in examples.items()}}  # fmt: skip
+    curves["_examples"] = {
+        "A": A[:1],
+        "B": B[:1],
+        "region": region[:1],
+        "base": base[:1],
+        **{k: torch.cat(v) for k, v in examples.items()},
+    }
     return curves
 
 
@@ -130,8 +141,9 @@ def matched(curves: dict) -> dict:
     return {**out, "interpolation_outside": o_match, "locality_gain": gain, "reached": reached}
 
 
-def run_independence(pipes, out: Path, analyzer=None, sizes: Sizes | None = None, seed: int = 0,
-                     parts: list[str] | None = None) -> dict:  # fmt: skip
+def run_independence(
+    pipes, out: Path, analyzer=None, sizes: Sizes | None = None, seed: int = 0, parts: list[str] | None = None
+) -> dict:
     """The independence experiment for every pipeline: independence.json, independence_<i>.png (curves per
     part) and independence_examples_<i>.png."""
     sizes = sizes or Sizes.default()
@@ -155,27 +167,47 @@ def run_independence(pipes, out: Path, analyzer=None, sizes: Sizes | None = None
             mb = (pb == p).float().unsqueeze(1)
             region = dilate(torch.maximum(ma, mb), 1)
             frac_b, frac = mb.flatten(1).mean(1), region.flatten(1).mean(1)
-            ok = ((frac_b >= MIN_FRACTION) & (frac <= MAX_FRACTION)).nonzero().flatten()[: sizes.independence_pairs]
+            ok = (
+                ((frac_b >= MIN_FRACTION) & (frac <= MAX_FRACTION))
+                .nonzero()
+                .flatten()[: sizes.independence_pairs]
+            )
             if ok.numel() == 0:
                 entry["parts"][part] = {"pairs": 0, "note": "no pair shows this part"}
                 continue
             curves = measure_part(pipe, A[ok], B[ok], region[ok], strengths, sizes.batch)
             ex = curves.pop("_examples")
             entry["parts"][part] = curves
-            ex_rows.append(torch.cat([ex["A"], ex["B"], ex["region"].expand(-1, A.shape[1], -1, -1) * 2 - 1,
-                                      ex["regression"], ex["interpolation"]]))  # fmt: skip
-        gains = [c["locality_gain"] for c in entry["parts"].values()
-                 if c.get("pairs") and c.get("locality_gain") is not None and np.isfinite(c["locality_gain"])]
+            ex_rows.append(
+                torch.cat(
+                    [
+                        ex["A"],
+                        ex["B"],
+                        ex["region"].expand(-1, A.shape[1], -1, -1) * 2 - 1,
+                        ex["regression"],
+                        ex["interpolation"],
+                    ]
+                )
+            )
+        gains = [
+            c["locality_gain"]
+            for c in entry["parts"].values()
+            if c.get("pairs") and c.get("locality_gain") is not None and np.isfinite(c["locality_gain"])
+        ]
         entry["median_locality_gain"] = float(np.median(gains)) if gains else math.nan
         entry["parts_more_local_with_regression"] = int(sum(g > 1 for g in gains))
         entry["parts_measured"] = len(gains)
         entry["plot"] = plot_independence(entry, out / f"independence_{mi}.png").name
         if ex_rows:
-            grid = save_grid(ex_rows, out / f"independence_examples_{mi}.png",
-                             scale=max(1, 64 // int(pipe.resolution)))  # fmt: skip
+            grid = save_grid(
+                ex_rows, out / f"independence_examples_{mi}.png", scale=max(1, 64 // int(pipe.resolution))
+            )
             entry["examples"] = grid.name
-            entry["examples_note"] = (f"per part (rows): A, B, region, regression at t = {', '.join(f'{t:.2f}' for t in strengths)}, "
-                                      "then interpolation at the same t")  # fmt: skip
+            entry["examples_note"] = (
+                "per part (rows): A, B, region, regression at t = "
+                f"{', '.join(f'{t:.2f}' for t in strengths)}, "
+                "then interpolation at the same t"
+            )
         res["models"].append(entry)
     write_json(out / "independence.json", res)
     return res
@@ -187,18 +219,26 @@ def plot_independence(entry: dict, path: Path) -> Path:
     cols = min(4, max(1, len(parts)))
     rows = max(1, math.ceil(len(parts) / cols))
     fig, axes = p.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-    for ax in axes.flat[len(parts):]:
+    for ax in axes.flat[len(parts) :]:
         ax.axis("off")
     for ax, part in zip(axes.flat, parts, strict=False):
         c = entry["parts"][part]
         for name, style in (("regression", "o-"), ("interpolation", "s--")):
             ax.plot(c[name]["follow"], c[name]["outside"], style, label=name, markersize=3)
         if c.get("reached"):
-            ax.plot([c["matched_follow"]] * 2, [c["regression_outside"], c["interpolation_outside"]], "k:",
-                    linewidth=1)  # fmt: skip
+            ax.plot(
+                [c["matched_follow"]] * 2,
+                [c["regression_outside"], c["interpolation_outside"]],
+                "k:",
+                linewidth=1,
+            )
         gain = c.get("locality_gain")
-        ax.set_title(f"{part} (n={c['pairs']}, gain {gain:.2f})" if gain is not None and np.isfinite(gain)
-                     else f"{part} (n={c['pairs']})", fontsize=8)  # fmt: skip
+        ax.set_title(
+            f"{part} (n={c['pairs']}, gain {gain:.2f})"
+            if gain is not None and np.isfinite(gain)
+            else f"{part} (n={c['pairs']})",
+            fontsize=8,
+        )
         ax.set_xlabel("inside follow (1 = part equals B's)", fontsize=7)
         ax.set_ylabel("outside change (L1)", fontsize=7)
         ax.tick_params(labelsize=6)

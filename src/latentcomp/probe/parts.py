@@ -1,11 +1,11 @@
 """Unsupervised part discovery for any generator: k-means on its intermediate features.
 
-For samples z, the activation of a layer `G.features(z, layer)` (N, C, h, w) is standardised per channel
-(statistics over the fitting samples) and L2-normalised per pixel, so that a pixel is described by the
-direction of its feature vector, then clustered with k-means (torch, k-means++ seeding, the best of 2 seeded runs) on a
-random subset of pixels. A sample's part map is the nearest centre of each pixel of its features,
-upsampled bilinearly to the image size: (N, H, W) with values in 0..k-1. Several layers can be
-combined (each upsampled to the largest of them, then concatenated).
+For samples z, the activation of a layer `G.features(z, layer)` (N, C, h, w) is standardised per
+channel (statistics over the fitting samples) and L2-normalised per pixel, so that a pixel is described
+by the direction of its feature vector, then clustered with k-means (torch, k-means++ seeding, the best
+of 2 seeded runs) on a random subset of pixels. A sample's part map is the nearest centre of each pixel
+of its features, upsampled bilinearly to the image size: (N, H, W) with values in 0..k-1. Several
+layers can be combined (each upsampled to the largest of them, then concatenated).
 
 On toyfaces the part maps are scored against the analyzer's part maps of the same generated images
 (the ground truth of a *generated* image is what the analyzer reads in it): confusion matrix of
@@ -53,7 +53,9 @@ def candidate_layers(G, space: str = "z") -> dict[str, tuple[int, int]]:
 def default_layer(cands: dict[str, tuple[int, int]], resolution: int) -> str:
     """The last candidate whose size is closest to a quarter of the image size."""
     if not cands:
-        raise LatentcompError("the generator offers no spatial feature layer of 8 px or more for part discovery")
+        raise LatentcompError(
+            "the generator offers no spatial feature layer of 8 px or more for part discovery"
+        )
     target = resolution / 4
     best = min(abs(math.log2(s / target)) for _, s in cands.values())
     return [n for n, (_, s) in cands.items() if abs(math.log2(s / target)) == best][-1]
@@ -105,8 +107,9 @@ class PartModel:
         return torch.cat(maps)
 
 
-def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50, n_init: int = 2,
-           tol: float = 1e-5) -> tuple[torch.Tensor, float]:  # fmt: skip
+def kmeans(
+    x: torch.Tensor, k: int, seed: int = 0, iters: int = 50, n_init: int = 2, tol: float = 1e-5
+) -> tuple[torch.Tensor, float]:
     """Lloyd's k-means with k-means++ seeding in torch (deterministic for the seed): (centres (k, D),
     inertia = sum of squared distances to the nearest centre). The best of `n_init` runs."""
     x = x.float()
@@ -141,8 +144,15 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50, n_init: int 
     return best_c, best_inertia
 
 
-def fit_parts(G, k: int = 8, n: int = 200, layers: list[str] | None = None, seed: int = 0, batch: int = 32,
-              space: str = "z") -> PartModel:  # fmt: skip
+def fit_parts(
+    G,
+    k: int = 8,
+    n: int = 200,
+    layers: list[str] | None = None,
+    seed: int = 0,
+    batch: int = 32,
+    space: str = "z",
+) -> PartModel:
     """Cluster the features of n samples of G into k parts (module doc)."""
     t0 = time.perf_counter()
     if k < 2:
@@ -152,18 +162,28 @@ def fit_parts(G, k: int = 8, n: int = 200, layers: list[str] | None = None, seed
         layers = [default_layer(cands, int(G.resolution))]
     unknown = [lay for lay in layers if lay not in G.feature_layers()]
     if unknown:
-        raise LatentcompError(f"unknown feature layer(s) {', '.join(unknown)}; available: "
-                              f"{', '.join(G.feature_layers())}")  # fmt: skip
+        raise LatentcompError(
+            f"unknown feature layer(s) {', '.join(unknown)}; available: {', '.join(G.feature_layers())}"
+        )
     sizes = []
     z = G.sample_latent(n, generator=torch.Generator().manual_seed(seed)).cpu()
     with torch.no_grad():
         for layer in layers:
             f = G.features(z[:1].to(G.device), layer, space="z")
             if f.dim() != 4:
-                raise LatentcompError(f"layer {layer} gives {tuple(f.shape)}; part discovery needs (N, C, h, w)")
+                raise LatentcompError(
+                    f"layer {layer} gives {tuple(f.shape)}; part discovery needs (N, C, h, w)"
+                )
             sizes.append(int(f.shape[-1]))
-    model = PartModel(layers=list(layers), k=k, centers=torch.zeros(0), mean=torch.zeros(0), std=torch.ones(0),
-                      size=max(sizes), space="z")  # fmt: skip
+    model = PartModel(
+        layers=list(layers),
+        k=k,
+        centers=torch.zeros(0),
+        mean=torch.zeros(0),
+        std=torch.ones(0),
+        size=max(sizes),
+        space="z",
+    )
     feats = torch.cat([model._features(G, z[i : i + batch]) for i in range(0, n, batch)])  # (n, D, s, s)
     d = feats.shape[1]
     model.mean = feats.mean((0, 2, 3))
@@ -217,7 +237,9 @@ def match_miou(conf: np.ndarray, part_names: list[str]) -> dict:
         "miou_many_to_one": m_m,
         "per_part_many_to_one": per_m,
         "assignment": {f"cluster{i}": (part_names[int(j)] if j >= 0 else None) for i, j in enumerate(hung)},
-        "pixel_accuracy_hungarian": float(sum(conf[i, j] for i, j in zip(rows, cols, strict=True)) / conf.sum()),
+        "pixel_accuracy_hungarian": float(
+            sum(conf[i, j] for i, j in zip(rows, cols, strict=True)) / conf.sum()
+        ),
     }
 
 
@@ -225,7 +247,9 @@ def evaluate_parts(G, model: PartModel, analyzer, n: int = 64, seed: int = 1, ba
     """mIoU of the part maps against the analyzer's part maps on n held-out samples (Hungarian matching)."""
     z = G.sample_latent(n, generator=torch.Generator().manual_seed(seed)).cpu()
     with torch.no_grad():
-        imgs = torch.cat([G(z[i : i + batch].to(G.device), space="z").clamp(-1, 1).cpu() for i in range(0, n, batch)])
+        imgs = torch.cat(
+            [G(z[i : i + batch].to(G.device), space="z").clamp(-1, 1).cpu() for i in range(0, n, batch)]
+        )
     truth = analyzer.predict(imgs, logits=False).partmap.cpu()
     pred = model.predict(G, z, out_size=truth.shape[-1], batch=batch)
     conf = confusion(pred, truth, model.k, len(analyzer.part_names))
@@ -235,8 +259,16 @@ def evaluate_parts(G, model: PartModel, analyzer, n: int = 64, seed: int = 1, ba
     return res
 
 
-def run_parts(pipes, out: Path, analyzer=None, sizes=None, seed: int = 0, k: int | None = None,
-              layers: list[str] | None = None, all_layers: bool = True) -> dict:  # fmt: skip
+def run_parts(
+    pipes,
+    out: Path,
+    analyzer=None,
+    sizes=None,
+    seed: int = 0,
+    k: int | None = None,
+    layers: list[str] | None = None,
+    all_layers: bool = True,
+) -> dict:
     """The `parts` experiment for each pipeline: fit k-means part maps on the default layer (or `layers`),
     score them (toyfaces), and with `all_layers` also score each candidate layer alone. Writes
     parts.json, parts_<i>.png (samples / clusters / analyzer maps) and parts_layers.png."""
@@ -255,8 +287,14 @@ def run_parts(pipes, out: Path, analyzer=None, sizes=None, seed: int = 0, k: int
         chosen = layers or [default_layer(cands, int(G.resolution))]
         log(f"parts: {label}: k-means k={kk} on {', '.join(chosen)} ({sizes.parts_fit} samples)")
         model = fit_parts(G, k=kk, n=sizes.parts_fit, layers=chosen, seed=seed, batch=sizes.batch)
-        entry: dict = {"model": label, "layers": chosen, "k": kk, "fit_samples": sizes.parts_fit,
-                       "fit_seconds": model.seconds, "candidate_layers": {n: list(v) for n, v in cands.items()}}
+        entry: dict = {
+            "model": label,
+            "layers": chosen,
+            "k": kk,
+            "fit_samples": sizes.parts_fit,
+            "fit_seconds": model.seconds,
+            "candidate_layers": {n: list(v) for n, v in cands.items()},
+        }
         if scored:
             ev = evaluate_parts(G, model, analyzer, n=sizes.parts_eval, seed=seed + 1, batch=sizes.batch)
             imgs, pred, truth = ev.pop("_images"), ev.pop("_pred"), ev.pop("_truth")
@@ -289,8 +327,17 @@ def run_parts(pipes, out: Path, analyzer=None, sizes=None, seed: int = 0, k: int
             names = list(per_layer)
             ax.plot(range(len(names)), [per_layer[n] for n in names], marker="o", label=label)
             for i, n in enumerate(names):
-                ax.annotate(f"{n}\n{cands[n][1]}px", (i, per_layer[n]), fontsize=6, ha="center",
-                            xytext=(0, 6), textcoords="offset points")  # fmt: skip
+                ax.annotate(
+                    f"{n}\n{cands[n][1]}px",
+                    (i, per_layer[n]),
+                    fontsize=6,
+                    ha="center",
+                    xytext=(0, 6),
+                    textcoords="offset points",
+                )
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("feature layer (shallow to deep)")
         ax.set_ylabel("mIoU vs analyzer parts (Hungarian)")
         ax.set_title("Unsupervised parts: k-means per layer")

@@ -51,8 +51,16 @@ def _rare_values(values: list[str], counts: np.ndarray, rare: list[str] | None) 
     return [i for i in range(len(values)) if i != major]
 
 
-def run_rebalance(pipes, out: Path, analyzer=None, sizes: Sizes | None = None, seed: int = 0,
-                  attribute: str = "glasses", rare: list[str] | None = None, target_share: float = 0.5) -> dict:  # fmt: skip
+def run_rebalance(
+    pipes,
+    out: Path,
+    analyzer=None,
+    sizes: Sizes | None = None,
+    seed: int = 0,
+    attribute: str = "glasses",
+    rare: list[str] | None = None,
+    target_share: float = 0.5,
+) -> dict:
     """The rebalancing experiment: rebalance.json, rebalance.png, rebalance_examples_<i>.png."""
     from ..metrics.features import analyzer_features
 
@@ -60,12 +68,19 @@ def run_rebalance(pipes, out: Path, analyzer=None, sizes: Sizes | None = None, s
     out = Path(out)
     if not 0 < target_share < 1:
         raise LatentcompError(f"target share must be between 0 and 1; got {target_share}")
-    res: dict = {"experiment": "rebalance", "seed": seed, "attribute": attribute, "target_share": target_share,
-                 "models": []}  # fmt: skip
+    res: dict = {
+        "experiment": "rebalance",
+        "seed": seed,
+        "attribute": attribute,
+        "target_share": target_share,
+        "models": [],
+    }
     for mi, pipe in enumerate(pipes):
         label = model_label(pipe)
         if not toyfaces_compatible(pipe, analyzer):
-            res["models"].append({"model": label, "skipped": "needs the toyfaces analyzer to read attributes"})
+            res["models"].append(
+                {"model": label, "skipped": "needs the toyfaces analyzer to read attributes"}
+            )
             continue
         names = list(analyzer.attribute_names)
         if attribute not in names:
@@ -85,18 +100,25 @@ def run_rebalance(pipes, out: Path, analyzer=None, sizes: Sizes | None = None, s
         pred_p = analyzer.predict(P, logits=False)
         pm_p = pred_p.partmap.cpu()
         ok_p = torch.isin(pred_p.attrs[:, col].cpu(), torch.tensor(rare_ids)) & (
-            (pm_p == part_id).float().flatten(1).mean(1) >= MIN_PART_FRACTION)
+            (pm_p == part_id).float().flatten(1).mean(1) >= MIN_PART_FRACTION
+        )
         bank_src = "generator samples"
         bank_imgs, bank_pm = P[ok_p], pm_p[ok_p]
         if bank_imgs.shape[0] < 4:
             R, rpm, rattr = renders(pipe.resolution, 4 * n, seed + 7)
             okr = torch.isin(rattr[:, col], torch.tensor(rare_ids)) & (
-                (rpm == part_id).float().flatten(1).mean(1) >= MIN_PART_FRACTION)
+                (rpm == part_id).float().flatten(1).mean(1) >= MIN_PART_FRACTION
+            )
             bank_imgs, bank_pm, bank_src = R[okr], rpm[okr], "toyfaces renders (true part maps)"
-        entry: dict = {"model": label, "n": n, "rare_values": [values[i] for i in rare_ids],
-                       "predicted_counts": dict(zip(values, counts.tolist(), strict=True)),
-                       "share_before": share_before, "examples_from": bank_src,
-                       "example_bank": int(bank_imgs.shape[0])}  # fmt: skip
+        entry: dict = {
+            "model": label,
+            "n": n,
+            "rare_values": [values[i] for i in rare_ids],
+            "predicted_counts": dict(zip(values, counts.tolist(), strict=True)),
+            "share_before": share_before,
+            "examples_from": bank_src,
+            "example_bank": int(bank_imgs.shape[0]),
+        }
         need = int(math.ceil(target_share * n)) - int(is_rare.sum())
         candidates = (~is_rare).nonzero().flatten()
         m = max(0, min(need, candidates.numel()))
@@ -104,22 +126,30 @@ def run_rebalance(pipes, out: Path, analyzer=None, sizes: Sizes | None = None, s
         ex = analyzer_features(analyzer)
         ref_imgs, _, rattr_ref = renders(pipe.resolution, sizes.reference_n, seed)
         f_ref = ex(ref_imgs)
-        entry["share_in_renders"] = float(torch.isin(rattr_ref[:, col], torch.tensor(rare_ids)).float().mean())
+        entry["share_in_renders"] = float(
+            torch.isin(rattr_ref[:, col], torch.tensor(rare_ids)).float().mean()
+        )
         entry["realism_before"] = realism(ex(X), f_ref)
         if m == 0 or bank_imgs.shape[0] == 0:
-            entry["note"] = ("the share already meets the target" if m == 0 else "no example with the attribute")
+            entry["note"] = (
+                "the share already meets the target" if m == 0 else "no example with the attribute"
+            )
             res["models"].append(entry)
             log(f"rebalance: {label}: nothing to edit ({entry['note']})")
             continue
-        log(f"rebalance: {label}: share {share_before:.3f} -> target {target_share}, editing {m} images "
-            f"with {bank_imgs.shape[0]} examples from {bank_src}")
+        log(
+            f"rebalance: {label}: share {share_before:.3f} -> target {target_share}, editing {m} images "
+            f"with {bank_imgs.shape[0]} examples from {bank_src}"
+        )
         rng = np.random.default_rng([seed, 31])
         tgt = candidates[torch.from_numpy(rng.choice(candidates.numel(), m, replace=False))]
         exi = torch.from_numpy(rng.integers(0, bank_imgs.shape[0], size=m))
         regions = dilate((bank_pm[exi] == part_id).float().unsqueeze(1), 1)
         edited, pasted = [], []
         for i in range(0, m, sizes.batch):
-            r = pipe.edit(X[tgt[i : i + sizes.batch]], bank_imgs[exi[i : i + sizes.batch]], regions[i : i + sizes.batch])
+            r = pipe.edit(
+                X[tgt[i : i + sizes.batch]], bank_imgs[exi[i : i + sizes.batch]], regions[i : i + sizes.batch]
+            )
             edited.append(r.image)
             pasted.append(r.collage)
         edited, pasted = torch.cat(edited).cpu(), torch.cat(pasted).cpu()
@@ -141,10 +171,21 @@ def run_rebalance(pipes, out: Path, analyzer=None, sizes: Sizes | None = None, s
                 "realism": realism(ex(Y), f_ref),
             }
         show = min(6, m)
-        rows = [torch.stack([X[tgt[i]], bank_imgs[exi[i]], regions[i].expand(X.shape[1], -1, -1) * 2 - 1,
-                             pasted[i], edited[i]]) for i in range(show)]  # fmt: skip
-        entry["examples"] = save_grid(rows, out / f"rebalance_examples_{mi}.png",
-                                      scale=max(1, 64 // int(pipe.resolution))).name  # fmt: skip
+        rows = [
+            torch.stack(
+                [
+                    X[tgt[i]],
+                    bank_imgs[exi[i]],
+                    regions[i].expand(X.shape[1], -1, -1) * 2 - 1,
+                    pasted[i],
+                    edited[i],
+                ]
+            )
+            for i in range(show)
+        ]
+        entry["examples"] = save_grid(
+            rows, out / f"rebalance_examples_{mi}.png", scale=max(1, 64 // int(pipe.resolution))
+        ).name
         entry["examples_note"] = "columns: target, example, region, pasted collage, regression output"
         res["models"].append(entry)
     if any("regression" in e for e in res["models"]):
@@ -174,8 +215,10 @@ def plot_rebalance(res: dict, path: Path) -> Path:
         x = np.arange(len(models)) + ki * width
         axes[0].bar(x, shares, width, label=kind)
         axes[1].bar(x, [f if f is not None else np.nan for f in fids], width, label=kind)
-    for ax, title in ((axes[0], f"share of {res['attribute']} in {', '.join(models[0]['rare_values'])}"),
-                      (axes[1], "FID vs toyfaces renders (lower = more realistic)")):  # fmt: skip
+    for ax, title in (
+        (axes[0], f"share of {res['attribute']} in {', '.join(models[0]['rare_values'])}"),
+        (axes[1], "FID vs toyfaces renders (lower = more realistic)"),
+    ):
         ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2)
         ax.set_xticklabels([e["model"] for e in models], fontsize=7)
         ax.set_title(title, fontsize=9)

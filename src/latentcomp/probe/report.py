@@ -24,7 +24,7 @@ def _f(v, d: int = 3) -> str:
     if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
         return "n/a"
     if isinstance(v, float):
-        return f"{v:.{d}f}" if abs(v) >= 10 ** -d or v == 0 else f"{v:.2e}"
+        return f"{v:.{d}f}" if abs(v) >= 10**-d or v == 0 else f"{v:.2e}"
     return html.escape(str(v))
 
 
@@ -43,7 +43,8 @@ def headline(results: dict) -> list[dict]:
         r = rows.setdefault(e["model"], {"model": e["model"]})
         r["independence: median locality gain"] = e.get("median_locality_gain")
         r["independence: parts more local with regression"] = (
-            f"{e.get('parts_more_local_with_regression', 0)}/{e.get('parts_measured', 0)}")
+            f"{e.get('parts_more_local_with_regression', 0)}/{e.get('parts_measured', 0)}"
+        )
     for e in results.get("parts", {}).get("models", []):
         r = rows.setdefault(e["model"], {"model": e["model"]})
         r["parts: mIoU (Hungarian)"] = e.get("miou_hungarian")
@@ -63,14 +64,17 @@ def _img(out: Path, name: str | None, caption: str = "") -> str:
     if not name or not (out / name).is_file():
         return ""
     cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return (f'<figure><img src="data:image/png;base64,{png_base64(out / name)}" alt="{html.escape(name)}">'
-            f"{cap}</figure>")  # fmt: skip
+    return (
+        f'<figure><img src="data:image/png;base64,{png_base64(out / name)}" alt="{html.escape(name)}">'
+        f"{cap}</figure>"
+    )
 
 
 def _table(rows: list[list], head: list[str]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, str) else _f(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)  # fmt: skip
+    body = "".join(
+        "<tr>" + "".join(f"<td>{c if isinstance(c, str) else _f(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -98,39 +102,87 @@ def render_html(results: dict, out: Path) -> str:
         for r in rows[1:]:
             keys += [k for k in r if k != "model" and k not in keys]
         parts.append("<h2>Headline numbers</h2>")
-        parts.append(_table([[k] + [r.get(k) for r in rows] for k in keys], ["metric"] + [r["model"] for r in rows]))
+        parts.append(
+            _table([[k] + [r.get(k) for r in rows] for k in keys], ["metric"] + [r["model"] for r in rows])
+        )
     tr = results.get("tradeoff")
     if tr:
         parts.append("<h2>Trade-off: reconstruction of the collage vs realism</h2>")
-        parts.append("<p>Each point is a generator and a method on the same automatic collages: x = L1 to the "
-                     "collage on its known pixels, y = realism of the outputs against the reference "
-                     "(dashed: plain samples).</p>")
+        parts.append(
+            "<p>Each point is a generator and a method on the same automatic collages: x = L1 to the "
+            "collage on its known pixels, y = realism of the outputs against the reference "
+            "(dashed: plain samples).</p>"
+        )
         parts.append(_img(out, tr.get("plot")))
         for e in tr["models"]:
-            head = ["method", "known L1", "FID", "KID", "precision", "recall", "density", "coverage", "s / image"]
-            body = [[m, v.get("known_l1"), v.get("fid"), v.get("kid"), v.get("precision"), v.get("recall"),
-                     v.get("density"), v.get("coverage"), v.get("seconds_per_image")]
-                    for m, v in list(e["methods"].items()) + list(e["references"].items())]  # fmt: skip
-            parts.append(f"<h3>{html.escape(e['model'])} ({e['space']}; {e['n']} collages from "
-                         f"{e['collage_source']}; reference {html.escape(e['reference'])}; features "
-                         f"{html.escape(e['features'])})</h3>")
+            head = [
+                "method",
+                "known L1",
+                "FID",
+                "KID",
+                "precision",
+                "recall",
+                "density",
+                "coverage",
+                "s / image",
+            ]
+            body = [
+                [
+                    m,
+                    v.get("known_l1"),
+                    v.get("fid"),
+                    v.get("kid"),
+                    v.get("precision"),
+                    v.get("recall"),
+                    v.get("density"),
+                    v.get("coverage"),
+                    v.get("seconds_per_image"),
+                ]
+                for m, v in list(e["methods"].items()) + list(e["references"].items())
+            ]
+            parts.append(
+                f"<h3>{html.escape(e['model'])} ({e['space']}; {e['n']} collages from "
+                f"{e['collage_source']}; reference {html.escape(e['reference'])}; features "
+                f"{html.escape(e['features'])})</h3>"
+            )
             parts.append(_table(body, head))
             parts.append(_img(out, e.get("examples"), e.get("examples_note", "")))
     ind = results.get("independence")
     if ind:
         parts.append("<h2>Independence of parts: regression vs latent interpolation</h2>")
-        parts.append("<p>Per part: how much the rest of the image changes (y) as the part moves towards another "
-                     "image's (x), for regression of a collage with the part pasted at growing opacity and for "
-                     "linear interpolation of the two codes. Gain = interpolation's outside change / "
-                     "regression's at the follow regression reaches (&gt; 1: regression is more local).</p>")
+        parts.append(
+            "<p>Per part: how much the rest of the image changes (y) as the part moves towards another "
+            "image's (x), for regression of a collage with the part pasted at growing opacity and for "
+            "linear interpolation of the two codes. Gain = interpolation's outside change / "
+            "regression's at the follow regression reaches (&gt; 1: regression is more local).</p>"
+        )
         for e in ind["models"]:
             parts.append(f"<h3>{html.escape(e['model'])} (parts from {e['part_source']})</h3>")
             parts.append(_img(out, e.get("plot")))
-            body = [[p, c.get("pairs"), c.get("matched_follow"), c.get("regression_outside"),
-                     c.get("interpolation_outside"), c.get("locality_gain")]
-                    for p, c in e["parts"].items()]  # fmt: skip
-            parts.append(_table(body, ["part", "pairs", "matched follow", "outside (regression)",
-                                       "outside (interpolation)", "locality gain"]))  # fmt: skip
+            body = [
+                [
+                    p,
+                    c.get("pairs"),
+                    c.get("matched_follow"),
+                    c.get("regression_outside"),
+                    c.get("interpolation_outside"),
+                    c.get("locality_gain"),
+                ]
+                for p, c in e["parts"].items()
+            ]
+            parts.append(
+                _table(
+                    body,
+                    [
+                        "part",
+                        "pairs",
+                        "matched follow",
+                        "outside (regression)",
+                        "outside (interpolation)",
+                        "locality gain",
+                    ],
+                )
+            )
             parts.append(_img(out, e.get("examples"), e.get("examples_note", "")))
     pa = results.get("parts")
     if pa:
@@ -139,7 +191,10 @@ def render_html(results: dict, out: Path) -> str:
         for e in pa["models"]:
             parts.append(f"<h3>{html.escape(e['model'])}: layer {', '.join(e['layers'])}, k = {e['k']}</h3>")
             if "miou_hungarian" in e:
-                body = [[p, v, e.get("per_part_many_to_one", {}).get(p)] for p, v in e["per_part_hungarian"].items()]
+                body = [
+                    [p, v, e.get("per_part_many_to_one", {}).get(p)]
+                    for p, v in e["per_part_hungarian"].items()
+                ]
                 body.append(["mean (mIoU)", e["miou_hungarian"], e["miou_many_to_one"]])
                 parts.append(_table(body, ["part", "IoU (Hungarian)", "IoU (many-to-one)"]))
             parts.append(_img(out, e.get("grid"), e.get("note", "")))
@@ -152,15 +207,31 @@ def render_html(results: dict, out: Path) -> str:
             if "skipped" in e or "note" in e:
                 parts.append(f"<p>{html.escape(e.get('skipped') or e.get('note'))}</p>")
             if "share_before" in e:
-                body = [["before", e["share_before"], None, e["realism_before"]["fid"],
-                         e["realism_before"].get("coverage")]]  # fmt: skip
+                body = [
+                    [
+                        "before",
+                        e["share_before"],
+                        None,
+                        e["realism_before"]["fid"],
+                        e["realism_before"].get("coverage"),
+                    ]
+                ]
                 for k in ("regression", "paste", "selection"):
                     if k in e:
-                        body.append([k, e[k]["share_after"], e[k]["edit_success"], e[k]["realism"]["fid"],
-                                     e[k]["realism"].get("coverage")])  # fmt: skip
-                parts.append(f"<p>Rare values {', '.join(e['rare_values'])}; share in toyfaces renders "
-                             f"{_f(e['share_in_renders'])}; {e.get('edited', 0)} of {e['n']} images edited with "
-                             f"examples from {html.escape(e['examples_from'])}.</p>")
+                        body.append(
+                            [
+                                k,
+                                e[k]["share_after"],
+                                e[k]["edit_success"],
+                                e[k]["realism"]["fid"],
+                                e[k]["realism"].get("coverage"),
+                            ]
+                        )
+                parts.append(
+                    f"<p>Rare values {', '.join(e['rare_values'])}; share in toyfaces renders "
+                    f"{_f(e['share_in_renders'])}; {e.get('edited', 0)} of {e['n']} images edited with "
+                    f"examples from {html.escape(e['examples_from'])}.</p>"
+                )
                 parts.append(_table(body, ["set", "share", "edit success", "FID", "coverage"]))
             parts.append(_img(out, e.get("examples"), e.get("examples_note", "")))
     parts.append("<h2>Settings</h2><pre>" + html.escape(json.dumps(jsonable(meta), indent=1)) + "</pre>")
@@ -168,9 +239,18 @@ def render_html(results: dict, out: Path) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def run_report(pipes, out: Path, analyzer=None, analyzer_spec: str = "", sizes: Sizes | None = None,
-               seed: int = 0, quick: bool = False, experiments=EXPERIMENTS, features="analyzer",
-               device=None) -> dict:  # fmt: skip
+def run_report(
+    pipes,
+    out: Path,
+    analyzer=None,
+    analyzer_spec: str = "",
+    sizes: Sizes | None = None,
+    seed: int = 0,
+    quick: bool = False,
+    experiments=EXPERIMENTS,
+    features="analyzer",
+    device=None,
+) -> dict:
     """Run the experiments and write report.html + report.json (+ each experiment's files) into `out`."""
     from .. import io
     from .independence import run_independence
@@ -182,9 +262,10 @@ def run_report(pipes, out: Path, analyzer=None, analyzer_spec: str = "", sizes: 
     out = io.ensure_dir(out)
     t0 = time.perf_counter()
     results: dict = {}
-    timings = {}
+    timings, cpu = {}, {}
+    c0 = time.process_time()
     for name in experiments:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         if name == "tradeoff":
             results[name] = run_tradeoff(pipes, out, analyzer, sizes, seed, features=features, device=device)
         elif name == "independence":
@@ -194,6 +275,7 @@ def run_report(pipes, out: Path, analyzer=None, analyzer_spec: str = "", sizes: 
         elif name == "rebalance":
             results[name] = run_rebalance(pipes, out, analyzer, sizes, seed)
         timings[name] = time.perf_counter() - t
+        cpu[name] = time.process_time() - c
         log(f"report: {name} done in {timings[name]:.0f} s")
     results["meta"] = {
         "models": [model_label(p) for p in pipes],
@@ -205,6 +287,8 @@ def run_report(pipes, out: Path, analyzer=None, analyzer_spec: str = "", sizes: 
         "threads": torch.get_num_threads(),
         "seconds": time.perf_counter() - t0,
         "seconds_per_experiment": timings,
+        "cpu_seconds": time.process_time() - c0,
+        "cpu_seconds_per_experiment": cpu,
     }
     results["headline"] = headline(results)
     io.write_text(out / "report.html", render_html(results, out))

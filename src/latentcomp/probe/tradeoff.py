@@ -49,8 +49,15 @@ from .common import (
 
 METHODS = ("regressor", "regressor+refine", "optimisation", "poisson", "raw")
 COLLAGE_SOURCES = ("auto", "renders", "samples", "kmeans")
-MARKERS = {"regressor": "o", "regressor+refine": "s", "optimisation": "^", "poisson": "D", "raw": "X",
-           "samples G(z)": "*", "re-encoded G(E(G(z)))": "P"}  # fmt: skip
+MARKERS = {
+    "regressor": "o",
+    "regressor+refine": "s",
+    "optimisation": "^",
+    "poisson": "D",
+    "raw": "X",
+    "samples G(z)": "*",
+    "re-encoded G(E(G(z)))": "P",
+}
 
 
 def kmeans_collages(pipe, n: int, seed: int = 0, k: int = 6, n_sources=(3, 4), fit_n: int = 200, batch=50):
@@ -73,11 +80,16 @@ def kmeans_collages(pipe, n: int, seed: int = 0, k: int = 6, n_sources=(3, 4), f
         a[order[s:]] = rng.integers(0, s, size=k - s)
         counts[i], assign[i] = s, a
     return AutoCollages(
-        part_names=model.names, source_images=imgs.view(n, s_max, *imgs.shape[1:]),
-        source_partmaps=pm.view(n, s_max, *pm.shape[1:]), source_attrs=torch.zeros(n, s_max, 0, dtype=torch.long),
-        n_sources=torch.from_numpy(counts), part_source=torch.from_numpy(assign),
-        expected_attrs=torch.zeros(n, 0, dtype=torch.long), attribute_names=[], attribute_part={},
-    )  # fmt: skip
+        part_names=model.names,
+        source_images=imgs.view(n, s_max, *imgs.shape[1:]),
+        source_partmaps=pm.view(n, s_max, *pm.shape[1:]),
+        source_attrs=torch.zeros(n, s_max, 0, dtype=torch.long),
+        n_sources=torch.from_numpy(counts),
+        part_source=torch.from_numpy(assign),
+        expected_attrs=torch.zeros(n, 0, dtype=torch.long),
+        attribute_names=[],
+        attribute_part={},
+    )
 
 
 def make_collages(pipe, analyzer, n: int, seed: int, source: str = "auto", batch: int = 50, fit_n: int = 200):
@@ -89,11 +101,15 @@ def make_collages(pipe, analyzer, n: int, seed: int, source: str = "auto", batch
     if source == "auto":
         source = "renders" if toy else "kmeans"
     if source in ("renders", "samples") and not toy:
-        raise LatentcompError(f"collage source {source!r} needs a 3-channel toyfaces generator and the toyfaces "
-                              "analyzer; use --collage-source kmeans for other generators")  # fmt: skip
+        raise LatentcompError(
+            f"collage source {source!r} needs a 3-channel toyfaces generator and the toyfaces "
+            "analyzer; use --collage-source kmeans for other generators"
+        )
     if source == "kmeans":
         return kmeans_collages(pipe, n, seed, fit_n=fit_n, batch=batch), source
-    return toyfaces_collages(n, pipe.resolution, seed=seed, source=source, pipe=pipe, analyzer=analyzer), source
+    return toyfaces_collages(
+        n, pipe.resolution, seed=seed, source=source, pipe=pipe, analyzer=analyzer
+    ), source
 
 
 def _features_for(spec, analyzer, device):
@@ -103,8 +119,10 @@ def _features_for(spec, analyzer, device):
         return spec
     if spec == "analyzer":
         if analyzer is None:
-            raise LatentcompError("realism features 'analyzer' need the toyfaces analyzer (--analyzer SPEC); for "
-                                  "other domains pass --features inception|pixels|MODULE:FN")  # fmt: skip
+            raise LatentcompError(
+                "realism features 'analyzer' need the toyfaces analyzer (--analyzer SPEC); for "
+                "other domains pass --features inception|pixels|MODULE:FN"
+            )
         return analyzer_features(analyzer, device=device)
     return load_features(spec, device=device)
 
@@ -142,8 +160,9 @@ def run_methods(pipe, coll, methods, sizes: Sizes):
         if "optimisation" in methods:
             init = pipe.mean_latent().expand(collage.shape[0], *pipe.mean_latent().shape[1:]).clone()
             t0 = time.perf_counter()
-            r = optimise_latent(G, E, space, collage, known, init, OptimConfig(steps=sizes.opt_steps),
-                                default_lr=0.05)  # fmt: skip
+            r = optimise_latent(
+                G, E, space, collage, known, init, OptimConfig(steps=sizes.opt_steps), default_lr=0.05
+            )
             with torch.no_grad():
                 outs["optimisation"].append(G(r.latent, space=space).clamp(-1, 1).cpu())
             secs["optimisation"] += time.perf_counter() - t0
@@ -156,9 +175,18 @@ def run_methods(pipe, coll, methods, sizes: Sizes):
     return ({m: torch.cat(v) for m, v in outs.items()}, secs, torch.cat(collages), torch.cat(knowns))
 
 
-def run_tradeoff(pipes, out: Path, analyzer=None, sizes: Sizes | None = None, seed: int = 0,
-                 methods=METHODS, collage_source: str = "auto", features="analyzer", lpips: str = "auto",
-                 device=None) -> dict:  # fmt: skip
+def run_tradeoff(
+    pipes,
+    out: Path,
+    analyzer=None,
+    sizes: Sizes | None = None,
+    seed: int = 0,
+    methods=METHODS,
+    collage_source: str = "auto",
+    features="analyzer",
+    lpips: str = "auto",
+    device=None,
+) -> dict:
     """Run the trade-off for every pipeline; writes tradeoff.json, tradeoff.png, tradeoff_examples_<i>.png."""
     from ..metrics.masked import lpips_available, masked_l1, masked_lpips
 
@@ -169,15 +197,20 @@ def run_tradeoff(pipes, out: Path, analyzer=None, sizes: Sizes | None = None, se
         raise LatentcompError(f"unknown method(s) {', '.join(unknown)}; accepted: {', '.join(METHODS)}")
     use_lpips = lpips_available("alex") if lpips == "auto" else lpips in ("alex", "vgg")
     net = "alex" if lpips in ("auto", "alex") else lpips
-    res: dict = {"experiment": "tradeoff", "seed": seed, "methods": list(methods), "models": [],
-                 "sizes": {k: getattr(sizes, k) for k in ("tradeoff_n", "refine_steps", "opt_steps",
-                                                          "reference_n")}}  # fmt: skip
+    res: dict = {
+        "experiment": "tradeoff",
+        "seed": seed,
+        "methods": list(methods),
+        "models": [],
+        "sizes": {k: getattr(sizes, k) for k in ("tradeoff_n", "refine_steps", "opt_steps", "reference_n")},
+    }
     for mi, pipe in enumerate(pipes):
         t_model = time.perf_counter()
         label = model_label(pipe)
         ex = _features_for(features, analyzer if toyfaces_compatible(pipe, analyzer) else None, device)
-        coll, source = make_collages(pipe, analyzer, sizes.tradeoff_n, seed, collage_source, sizes.batch,
-                                     sizes.parts_fit)
+        coll, source = make_collages(
+            pipe, analyzer, sizes.tradeoff_n, seed, collage_source, sizes.batch, sizes.parts_fit
+        )
         log(f"tradeoff: {label}: {len(coll)} collages ({source}), methods {', '.join(methods)}")
         outs, secs, collage, known = run_methods(pipe, coll, methods, sizes)
         toy = toyfaces_compatible(pipe, analyzer)
@@ -190,14 +223,29 @@ def run_tradeoff(pipes, out: Path, analyzer=None, sizes: Sizes | None = None, se
             ref_name = "generator samples (another seed)"
         f_ref = ex(ref_imgs)
         with torch.no_grad():
-            rec = torch.cat([pipe.reconstruct(samples[i : i + sizes.batch]).cpu()
-                             for i in range(0, samples.shape[0], sizes.batch)])  # fmt: skip
-        entry = {"model": label, "generator": pipe.generator.spec, "space": pipe.space, "collage_source": source,
-                 "n": len(coll), "reference": ref_name, "features": ex.name, "methods": {}, "references": {}}
+            rec = torch.cat(
+                [
+                    pipe.reconstruct(samples[i : i + sizes.batch]).cpu()
+                    for i in range(0, samples.shape[0], sizes.batch)
+                ]
+            )
+        entry = {
+            "model": label,
+            "generator": pipe.generator.spec,
+            "space": pipe.space,
+            "collage_source": source,
+            "n": len(coll),
+            "reference": ref_name,
+            "features": ex.name,
+            "methods": {},
+            "references": {},
+        }
         for m in methods:
             img = outs[m]
-            row = {"known_l1": float(masked_l1(img, collage, known).nanmean()),
-                   "seconds_per_image": secs[m] / len(coll)}  # fmt: skip
+            row = {
+                "known_l1": float(masked_l1(img, collage, known).nanmean()),
+                "seconds_per_image": secs[m] / len(coll),
+            }
             if use_lpips:
                 row[f"known_lpips_{net}"] = float(masked_lpips(img, collage, known, net=net).mean())
             row.update(realism(ex(img), f_ref))
@@ -224,16 +272,26 @@ def plot_tradeoff(res: dict, path: Path) -> Path:
     p = plt()
     fig, axes = p.subplots(1, 3, figsize=(13, 4))
     colours = p.get_cmap("tab10")
-    panels = (("fid", "FID vs reference (lower = more realistic)"), ("density", "density (higher = better)"),
-              ("coverage", "coverage (higher = better)"))  # fmt: skip
+    panels = (
+        ("fid", "FID vs reference (lower = more realistic)"),
+        ("density", "density (higher = better)"),
+        ("coverage", "coverage (higher = better)"),
+    )
     for mi, entry in enumerate(res["models"]):
         c = colours(mi % 10)
         for ax, (key, title) in zip(axes, panels, strict=True):
             for m, row in entry["methods"].items():
                 if row.get(key) is None:
                     continue
-                ax.scatter(row["known_l1"], row[key], color=c, marker=MARKERS.get(m, "o"), s=60,
-                           edgecolor="black", linewidth=0.5)  # fmt: skip
+                ax.scatter(
+                    row["known_l1"],
+                    row[key],
+                    color=c,
+                    marker=MARKERS.get(m, "o"),
+                    s=60,
+                    edgecolor="black",
+                    linewidth=0.5,
+                )
             ref = entry["references"]["samples G(z)"].get(key)
             if ref is not None:
                 ax.axhline(ref, color=c, linestyle="--", linewidth=0.8)
@@ -243,9 +301,13 @@ def plot_tradeoff(res: dict, path: Path) -> Path:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], marker=MARKERS[m], linestyle="", color="grey", label=m) for m in res["methods"]]
-    handles += [Line2D([], [], color=colours(i % 10), linestyle="--", label=f"{e['model']} (dashed: samples)")
-                for i, e in enumerate(res["models"])]  # fmt: skip
-    fig.suptitle("Composition: reconstruction of the collage vs realism, per generator and method", fontsize=10)
+    handles += [
+        Line2D([], [], color=colours(i % 10), linestyle="--", label=f"{e['model']} (dashed: samples)")
+        for i, e in enumerate(res["models"])
+    ]
+    fig.suptitle(
+        "Composition: reconstruction of the collage vs realism, per generator and method", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0.12, 1, 0.95))
     fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=min(4, len(handles)), frameon=False)
     return save_fig(fig, path)

@@ -363,7 +363,9 @@ def create_app(
     """
     limits = limits or Limits()
     pipe = pipeline
-    name = model_name or getattr(pipe, "source", "") or type(pipe).__name__
+    name = str(model_name or getattr(pipe, "source", "") or type(pipe).__name__)
+    if "/" in name or "\\" in name:  # a run folder or file: show its name, not the server's directory layout
+        name = Path(name.rstrip("/\\")).name or name
     res, ch = int(pipe.resolution), int(pipe.channels)
     worker = InferenceWorker(_handlers(pipe), max_batch=limits.max_batch, max_queue=limits.max_queue)
 

@@ -13,10 +13,13 @@ What is timed: the core of compose, `G(E(x * m, m)).clamp(-1, 1)` under no_grad,
 paper's sampler; batched throughput (images/s) and batch-1 latency (p50/p95). The full
 `Pipeline.compose` call (input validation, collage, E, G, known-pixel error) is timed at batch 1 as well.
 Variants, each measured in the same run: fp32 eager (threads = cores), channels_last, bf16 autocast,
-channels_last + bf16, fp32 with one thread, and torch.compile (in a subprocess with a time cap, since
-compiling can take minutes on a small machine). FLOPs per image come from
-torch.utils.flop_counter.FlopCounterMode (convolutions and matmuls); achieved FLOP/s = images/s x FLOPs
-per image, reported as a fraction of this machine's fp32 (and bf16) matmul rate measured in the same run.
+channels_last + bf16, fp32 with one thread; in fresh subprocesses: fp32 with OMP_WAIT_POLICY=PASSIVE
+(OpenMP threads sleep at barriers instead of spinning, which matters when other processes compete for the
+cores) and torch.compile (first 64px model only, with a time cap: compiling can take minutes on a small
+machine). "CPU ms/img" is process CPU time per image in the batched run (all threads; spinning counts).
+FLOPs per image come from torch.utils.flop_counter.FlopCounterMode (convolutions and matmuls); achieved
+FLOP/s = images/s x FLOPs per image, as a fraction of this machine's fp32 (and bf16) matmul rate measured
+in the same run.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def build(name: str, quick: bool = False):
                 "+ an untrained regressor"
             )
             return G, E, note
-    res = 64 if quick else 256
+    res = 32 if quick else 256
     if name == "progan-256":
         from latentcomp.generators.progan import DissectProGANNet, ProGANGenerator
 
@@ -137,22 +140,49 @@ def variant(name: str, G, E, threads: int):
 
 
 # ----------------------------------------------------------------------------------------- measuring
-def measure(f, G, batch: int, reps_batch: int, reps_single: int, budget_s: float, prep) -> dict:
+def settings(quick: bool, small: bool) -> dict:
+    """Batch, repetitions and time budget (s) per measurement."""
+    if quick:
+        return {"batch": 4 if small else 2, "reps_batch": 1, "reps_single": 3, "budget": 2.0}
+    return {
+        "batch": 64 if small else 4,
+        "reps_batch": 3 if small else 2,
+        "reps_single": 20 if small else 5,
+        "budget": 20.0,
+    }
+
+
+def measure(f, G, prep, batch: int, reps_batch: int, reps_single: int, budget: float) -> dict:
+    """Batched throughput (best batch), CPU seconds per image, single-image latency p50 / p95."""
     xb, mb = (prep(t) for t in inputs(G, batch, seed=1))
     x1, m1 = (prep(t) for t in inputs(G, 1, seed=2))
-    tb = common.time_calls(lambda: f(xb, mb), reps_batch, warmup=1, budget_s=budget_s)
-    t1 = common.time_calls(lambda: f(x1, m1), reps_single, warmup=2, budget_s=budget_s / 2)
+    f(xb, mb)  # warm-up
+    cpu0 = time.process_time()
+    tb = common.time_calls(lambda: f(xb, mb), reps_batch, warmup=0, budget_s=budget)
+    cpu = (time.process_time() - cpu0) / (batch * len(tb))
+    t1 = common.time_calls(lambda: f(x1, m1), reps_single, warmup=2, budget_s=budget / 2)
     s = common.summary(t1)
-    best = min(tb)
     return {
         "batch": batch,
-        "images_per_s": batch / best,
-        "batch_s_median": common.percentile(tb, 50),
+        "images_per_s": batch / min(tb),
+        "cpu_ms_per_image": cpu * 1e3,
         "batches_timed": len(tb),
         "latency_p50_ms": s["p50_ms"],
         "latency_p95_ms": s["p95_ms"],
         "latency_n": s["n"],
     }
+
+
+def run_variant(name: str, G, E, threads: int, cfg: dict, ref: torch.Tensor) -> dict:
+    f = core(G, E)
+    x1, m1 = inputs(G, 1, seed=2)
+    try:
+        with variant(name, G, E, threads) as prep:
+            r = measure(f, G, prep, **cfg)
+            r["max_abs_diff"] = float((f(prep(x1), prep(m1)).float() - ref).abs().max())
+    except Exception as e:  # noqa: BLE001 - a variant that does not run is a result too
+        r = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    return r
 
 
 def pipeline_latency(G, E, reps: int, budget_s: float, threads: int) -> dict:
@@ -166,38 +196,29 @@ def pipeline_latency(G, E, reps: int, budget_s: float, threads: int) -> dict:
     return {"latency_p50_ms": s["p50_ms"], "latency_p95_ms": s["p95_ms"], "n": s["n"]}
 
 
-def compile_worker(args) -> None:
-    """Subprocess: torch.compile the core function, time its first call (compile) and throughput."""
+def worker(args) -> None:
+    """Subprocess variants: OMP_WAIT_POLICY (set by the parent before torch starts) and torch.compile."""
     threads = args.threads or common.cores()
     torch.set_num_threads(threads)
-    G, E, _ = build(args.model, args.quick)
-    f = torch.compile(core(G, E), dynamic=False)
-    xb, mb = inputs(G, args.batch, seed=1)
+    G, E, _ = build(args.worker, args.quick)
+    cfg = settings(args.quick, G.resolution <= 64)
     x1, m1 = inputs(G, 1, seed=2)
+    with torch.no_grad():
+        ref = core(G, E)(x1, m1)
+    if not args.compile:
+        print(json.dumps(run_variant("fp32", G, E, threads, cfg, ref)))
+        return
+    f = torch.compile(core(G, E), dynamic=False)
+    xb, mb = inputs(G, cfg["batch"], seed=1)
     with torch.no_grad():
         t0 = time.perf_counter()
         f(xb, mb)
-        compile_b = time.perf_counter() - t0
-        t0 = time.perf_counter()
         f(x1, m1)
-        compile_1 = time.perf_counter() - t0
-        tb = common.time_calls(lambda: f(xb, mb), args.reps, warmup=1, budget_s=args.budget)
-        t1 = common.time_calls(lambda: f(x1, m1), args.reps * 4, warmup=2, budget_s=args.budget / 2)
-        ref = core(G, E)(x1, m1)
-        diff = float((f(x1, m1) - ref).abs().max())
-    s = common.summary(t1)
-    print(
-        json.dumps(
-            {
-                "batch": args.batch,
-                "images_per_s": args.batch / min(tb),
-                "latency_p50_ms": s["p50_ms"],
-                "latency_p95_ms": s["p95_ms"],
-                "compile_s": compile_b + compile_1,
-                "max_abs_diff": diff,
-            }
-        )
-    )
+        compile_s = time.perf_counter() - t0
+        r = measure(f, G, lambda t: t, **cfg)
+        r["max_abs_diff"] = float((f(x1, m1) - ref).abs().max())
+    r["compile_s"] = compile_s
+    print(json.dumps(r))
 
 
 def run(
@@ -220,74 +241,52 @@ def run(
         if note:
             print(f"note: {note}", file=sys.stderr)
         small = G.resolution <= 64
-        if quick:
-            batch, reps_b, reps_1, budget = (16 if small else 2), 2, 5, 3.0
-        else:
-            batch, reps_b, reps_1, budget = (
-                (64 if small else 8),
-                (5 if small else 3),
-                (30 if small else 6),
-                25.0,
-            )
-        f = core(G, E)
+        cfg = settings(quick, small)
         x1, m1 = inputs(G, 1, seed=2)
         with torch.no_grad():
-            flops = common.count_flops(functools.partial(f, x1, m1))
-            ref = f(x1, m1)
+            flops = common.count_flops(functools.partial(core(G, E), x1, m1))
+            ref = core(G, E)(x1, m1)
         entry = {
             "model": name,
             "description": describe(G, E),
             "note": note,
             "resolution": G.resolution,
             "gflop_per_image": flops / 1e9,
+            "settings": cfg,
             "variants": {},
         }
-        names = list(VARIANTS) if small else ["fp32", "channels_last", "bf16", "channels_last+bf16"]
-        for v in names:
-            try:
-                with variant(v, G, E, threads) as prep:
-                    r = measure(f, G, batch, reps_b, reps_1, budget, prep)
-                    r["max_abs_diff"] = float((f(prep(x1), prep(m1)).float() - ref).abs().max())
-            except Exception as e:  # noqa: BLE001 - a variant that does not run is a result too
-                r = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+        for v in VARIANTS:
+            entry["variants"][v] = run_variant(v, G, E, threads, cfg, ref)
+            common.log(
+                f"  {v}: {entry['variants'][v].get('images_per_s', entry['variants'][v].get('error'))}"
+            )
+        # variants that need a fresh process: OMP_WAIT_POLICY=PASSIVE (threads sleep instead of spinning at
+        # barriers, which matters when other processes compete for the cores) and torch.compile
+        base = [os.path.abspath(__file__), "--worker", name, "--threads", str(threads)] + (
+            ["--quick"] if quick else []
+        )
+        common.log("  fp32-passive (subprocess)")
+        entry["variants"]["fp32-passive"] = common.run_json_subprocess(
+            base, timeout=900, env={"OMP_WAIT_POLICY": "PASSIVE"}
+        )
+        first_small = not any(e["resolution"] <= 64 for e in out["models"])
+        if compile_variant and small and first_small and not quick:
+            common.log("  compile (subprocess, capped)")
+            entry["variants"]["compile"] = common.run_json_subprocess(
+                base + ["--compile"], timeout=compile_timeout, env={"TORCHINDUCTOR_COMPILE_THREADS": "1"}
+            )
+        elif compile_variant and small and first_small:
+            entry["variants"]["compile"] = {"error": "skipped in --quick"}
+        for v, r in entry["variants"].items():
             if "images_per_s" in r:
                 achieved = r["images_per_s"] * flops
                 r["achieved_gflop_s"] = achieved / 1e9
                 r["fraction_of_fp32_peak"] = achieved / peak["fp32"]
                 if "bf16" in v:
                     r["fraction_of_bf16_peak"] = achieved / peak["bf16"]
-            entry["variants"][v] = r
-            common.log(f"  {v}: {r.get('images_per_s', r.get('error'))}")
-        first_small = not any(e["resolution"] <= 64 for e in out["models"])
-        if compile_variant and small and not quick and first_small:
-            common.log("  compile (subprocess, capped)")
-            r = common.run_json_subprocess(
-                [
-                    os.path.abspath(__file__),
-                    "--compile-worker",
-                    name,
-                    "--batch",
-                    str(batch),
-                    "--reps",
-                    str(reps_b),
-                    "--budget",
-                    str(budget),
-                    "--threads",
-                    str(threads),
-                ],
-                timeout=compile_timeout,
-                env={"TORCHINDUCTOR_COMPILE_THREADS": "1"},
-            )
-            if "images_per_s" in r:
-                achieved = r["images_per_s"] * flops
-                r["achieved_gflop_s"] = achieved / 1e9
-                r["fraction_of_fp32_peak"] = achieved / peak["fp32"]
-            entry["variants"]["compile"] = r
-        elif compile_variant and small and quick:
-            entry["variants"]["compile"] = {"error": "skipped in --quick"}
         ok = {k: v for k, v in entry["variants"].items() if "images_per_s" in v}
         entry["best_variant"] = max(ok, key=lambda k: ok[k]["images_per_s"]) if ok else None
-        entry["pipeline_compose"] = pipeline_latency(G, E, reps_1, budget / 2, threads)
+        entry["pipeline_compose"] = pipeline_latency(G, E, cfg["reps_single"], cfg["budget"] / 2, threads)
         out["models"].append(entry)
         del G, E
     return out
@@ -299,6 +298,7 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
         "variant",
         "batch",
         "img/s",
+        "CPU ms/img",
         "p50 ms",
         "p95 ms",
         "GFLOP/img",
@@ -311,7 +311,7 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
         for v, r in m["variants"].items():
             mark = " *" if v == m.get("best_variant") else ""
             if "error" in r:
-                rows.append([m["model"], v, "-", r["error"][:60], "", "", "", "", "", ""])
+                rows.append([m["model"], v, "-", r["error"][:60]] + [""] * 7)
                 continue
             rows.append(
                 [
@@ -319,11 +319,12 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
                     v + mark,
                     str(r["batch"]),
                     common.fmt(r["images_per_s"]),
+                    common.fmt(r.get("cpu_ms_per_image")),
                     common.fmt(r["latency_p50_ms"]),
                     common.fmt(r["latency_p95_ms"]),
                     common.fmt(m["gflop_per_image"], ".3f"),
                     common.fmt(r["achieved_gflop_s"]),
-                    common.fmt(r["fraction_of_fp32_peak"] * 100, ".0f") + "%",
+                    common.fmt(r["fraction_of_fp32_peak"] * 100, ".1f") + "%",
                     common.fmt(r.get("max_abs_diff"), ".1e"),
                 ]
             )
@@ -333,6 +334,7 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
                 m["model"],
                 "Pipeline.compose (fp32)",
                 "1",
+                "",
                 "",
                 common.fmt(p["latency_p50_ms"]),
                 common.fmt(p["latency_p95_ms"]),
@@ -352,14 +354,11 @@ def main() -> None:
     ap.add_argument(
         "--model", action="append", help="toyfaces, toyfaces-stylegan2, progan-256, stylegan2-256"
     )
-    ap.add_argument("--compile-worker", help=argparse.SUPPRESS)
-    ap.add_argument("--batch", type=int, default=64, help=argparse.SUPPRESS)
-    ap.add_argument("--reps", type=int, default=5, help=argparse.SUPPRESS)
-    ap.add_argument("--budget", type=float, default=20.0, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.compile_worker:
-        args.model = args.compile_worker
-        compile_worker(args)
+    if args.worker:
+        worker(args)
         return
     res = run(args.quick, args.threads, not args.no_compile, models=args.model)
     print(

@@ -125,6 +125,37 @@ def matmul_peak(
         torch.set_num_threads(old)
 
 
+class Peaks:
+    """Matmul rates measured several times during a run (fp32 and bf16, with `threads` and with 1 thread);
+    the best of each counts as the peak. On a loaded machine a single measurement can land in a bad
+    moment, so benchmarks call `measure()` between their parts and read `best()` at the end."""
+
+    def __init__(self, threads: int, seconds: float = 0.6):
+        self.threads, self.seconds = threads, seconds
+        self.samples: dict[str, list[float]] = {}
+
+    @staticmethod
+    def key(dtype: str, threads: int) -> str:
+        return f"{dtype}_{threads}t"
+
+    def measure(self) -> None:
+        for dtype, td in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            for t in sorted({self.threads, 1}):
+                self.samples.setdefault(self.key(dtype, t), []).append(
+                    matmul_peak(t, td, seconds=self.seconds)
+                )
+
+    def best(self, dtype: str = "fp32", threads: int | None = None) -> float:
+        vals = self.samples.get(self.key(dtype, threads or self.threads), [])
+        return max(vals) if vals else math.nan
+
+    def to_dict(self) -> dict:
+        return {
+            k: {"best_gflop_s": max(v) / 1e9, "samples_gflop_s": [round(x / 1e9, 1) for x in v]}
+            for k, v in self.samples.items()
+        }
+
+
 # ------------------------------------------------------------------------------------------- timing
 def time_calls(
     fn: Callable[[], object], reps: int, warmup: int = 1, budget_s: float | None = None

@@ -69,7 +69,7 @@ def regressor_train_table(res: dict) -> tuple[list[str], list[list[str]]]:
     peak = res.get("matmul_gflop_s")
     rows = []
     for r in res.get("rows", []):
-        frac = r.get("fraction_of_matmul_peak")
+        frac = r.get("fraction_of_run_fp32_peak", r.get("fraction_of_matmul_peak"))
         if frac is None and peak:
             frac = r["achieved_gflop_s"] / peak
         rows.append(
@@ -88,13 +88,23 @@ def regressor_train_table(res: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def finalize(results: dict, peaks: common.Peaks) -> None:
+    """Fractions of the best matmul rates of the whole run (same thread count as each measurement)."""
+    b = results["benchmarks"]
+    if "compose" in b and "models" in b["compose"]:
+        bench_compose.add_fractions(b["compose"], peaks)
+    for r in b.get("regressor_train", {}).get("rows", []):
+        t = 1 if r.get("threads") == 1 else peaks.threads
+        r["fraction_of_run_fp32_peak"] = r["achieved_gflop_s"] * 1e9 / peaks.best("fp32", t)
+    results["matmul_peaks"] = peaks.to_dict()
+
+
 def print_all(results: dict) -> None:
     m = results["machine"]
     print(f"\nmachine: {common.machine_line(m)}")
-    p = results["matmul_peak_gflop_s"]
     print(
-        f"matmul rate (this run): fp32 {p['fp32']:.1f} GFLOP/s, bf16 {p['bf16']:.1f} GFLOP/s with "
-        f"{results['threads']} threads; fp32 {p['fp32_1thread']:.1f} GFLOP/s with 1 thread"
+        "matmul rate (best of this run, 1024^3), GFLOP/s: "
+        + ", ".join(f"{k} {v['best_gflop_s']:.1f}" for k, v in results["matmul_peaks"].items())
     )
     b = results["benchmarks"]
     if "compose" in b and "error" not in b["compose"]:
@@ -144,13 +154,12 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "benchmarks": {},
     }
-    peak = {"fp32": common.matmul_peak(threads), "bf16": common.matmul_peak(threads, torch.bfloat16)}
-    results["matmul_peak_gflop_s"] = {k: v / 1e9 for k, v in peak.items()}
-    results["matmul_peak_gflop_s"]["fp32_1thread"] = common.matmul_peak(1) / 1e9
+    peaks = common.Peaks(threads)
+    peaks.measure()
     common.log(f"machine: {common.machine_line(results['machine'])}")
     jobs = {
         "toyfaces": lambda: bench_toyfaces.run(args.quick),
-        "compose": lambda: bench_compose.run(args.quick, threads, not args.no_compile, peak=peak),
+        "compose": lambda: bench_compose.run(args.quick, threads, not args.no_compile, peaks=peaks),
         "regressor_vs_optimisation": lambda: bench_regressor_vs_optimisation.run(args.quick, threads=threads),
         "regressor_train": lambda: regressor_train(args.quick, threads),
         "memory": lambda: bench_memory.run(args.quick),
@@ -168,7 +177,10 @@ def main() -> None:
         torch.set_num_threads(threads)
         res["seconds"] = round(time.perf_counter() - t, 1)
         results["benchmarks"][name] = res
+        peaks.measure()
+        results["matmul_peaks"] = peaks.to_dict()
         common.write_json(out, results)  # partial results survive an interrupted run
+    finalize(results, peaks)
     results["seconds"] = time.perf_counter() - t0
     results["load_at_end"] = common.other_load()
     common.write_json(out, results)

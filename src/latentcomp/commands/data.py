@@ -19,7 +19,7 @@ def render(
     seed: int = typer.Option(0, help="Data set seed."),
     start: int = typer.Option(0, help="First index."),
 ):
-    """Render N toyfaces: NNNNNN.png, NNNNNN_parts.png (indexed colours), attributes.jsonl, contact_sheet.png."""
+    """Render N toyfaces: NNNNNN.png, NNNNNN_parts.png (indexed), attributes.jsonl, contact_sheet.png."""
     import torch
     import torchvision
     from PIL import Image

@@ -103,6 +103,7 @@ def compute(
     ),
     analyzer: str = typer.Option("builtin:toyfaces-analyzer", help=ANALYZER_HELP),
     boundary: str = typer.Option("svm", help="Supervised boundary: svm (LinearSVC) or logreg."),
+    c: float = typer.Option(0.01, "--c", help="Supervised: inverse L2 penalty of the boundary (sklearn C)."),
     name: str = typer.Option(None, help="Set name (default: the method, e.g. pca, sefa-w+0-3, supervised)."),
     seed: int = typer.Option(0, help="Seed of the sampled latents."),
     device: str = typer.Option(None, help="Torch device (default: cpu)."),
@@ -135,6 +136,7 @@ def compute(
             an.attribute_values,
             target or None,
             method=boundary,
+            C=c,
             generator=G.spec,
             layers=lay,
             seed=seed,
@@ -142,7 +144,7 @@ def compute(
         if condition:
             conds = None if list(condition) == ["all"] else list(condition)
             dirs = dirs + nav.conditional_set(dirs, samples.latents, conds)
-        info.update(analyzer=analyzer, samples=n or 1000, boundary=boundary)
+        info.update(analyzer=analyzer, samples=n or 1000, boundary=boundary, C=c)
     else:
         raise LatentcompError(f"unknown --method {method!r}; accepted: pca, sefa, supervised")
     set_name = name or (
@@ -186,7 +188,7 @@ def evaluate(
     n_train: int = typer.Option(None, help="Labelled samples for the boundaries (400)."),
     n_eval: int = typer.Option(None, help="Fresh samples per edit (64)."),
     n_compare: int = typer.Option(None, help="Renders for the side-by-side with edit by example (32)."),
-    k: int = typer.Option(None, help="PCA / SeFa components considered for the best match (6)."),
+    k: int = typer.Option(None, help="PCA / SeFa components considered for the best match (5)."),
     target: list[str] = typer.Option(
         None, help="ATTR=VALUE targets (repeatable) (default: one per attribute)."
     ),

@@ -43,6 +43,7 @@ from .directions import (
     label_samples,
     parse_target,
     pca_directions,
+    projection_std,
     sample_latents,
     sefa_directions,
 )
@@ -56,7 +57,7 @@ class EvalSizes:
     n_train: int = 400  # labelled samples for the boundaries
     n_eval: int = 64  # fresh samples per direction edit
     n_select: int = 32  # samples (from the training set) that pick the best unsupervised direction
-    unsupervised_k: int = 6  # PCA and SeFa components considered (each in both signs)
+    unsupervised_k: int = 5  # PCA and SeFa components considered (each in both signs)
     n_compare: int = 32  # toyfaces renders for the side-by-side with edit by example
     compare_strengths: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
     strip_samples: int = 3
@@ -209,6 +210,23 @@ def evaluate_navigation(
         after, _ = _edit_and_read(G, analyzer, ev_lat[keep], lat_space, d, strength, sizes.batch)
         return flip_metrics((ev_read[0][keep], ev_read[1][keep]), after, j, ids, names)
 
+    # control: a random direction of the same strength (what any move of that size does)
+    gr = torch.Generator().manual_seed(int(seed) + 31)
+    rnd = Direction(
+        "random", torch.randn(train.latents.shape[1], generator=gr), space, generator=G.spec, method="random"
+    )
+    rnd.std = projection_std(train.latents, rnd.vector)
+    rnd_after, _ = _edit_and_read(G, analyzer, ev_lat, lat_space, rnd, strength, sizes.batch)
+    random_rows = {}
+    for d in sup:
+        attr, ids, _ = parse_target(f"{d.meta['attribute']}={d.meta['target']}", values)
+        j = names.index(attr)
+        keep = _eligible(*ev_read, j, ids)
+        if keep.any():
+            random_rows[d.name] = flip_metrics(
+                (ev_read[0][keep], ev_read[1][keep]), (rnd_after[0][keep], rnd_after[1][keep]), j, ids, names
+            )
+
     t0 = time.perf_counter()
     supervised = {}
     for d in sup:
@@ -297,7 +315,8 @@ def evaluate_navigation(
         "targets": targets,
         "supervised": supervised,
         "unsupervised": unsupervised,
-        "summary": _summary(supervised, unsupervised),
+        "random": random_rows,
+        "summary": _summary(supervised, unsupervised, random_rows),
     }
 
     # 4. side by side with edit by example
@@ -353,21 +372,16 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(np.mean(vals)) if vals else math.nan
 
 
-def _summary(supervised: dict, unsupervised: dict) -> dict:
+def _summary(supervised: dict, unsupervised: dict, random_rows: dict | None = None) -> dict:
+    keys = ("flip_rate", "others_unchanged", "others_unchanged_count", "all_others_unchanged")
     out = {}
     for label, table in (("supervised", supervised), ("unsupervised", unsupervised)):
         for kind in ("plain", "conditional"):
             rows = [r[kind] for r in table.values()]
             if rows:
-                out[f"{label}_{kind}"] = {
-                    k: _mean(rows, k)
-                    for k in (
-                        "flip_rate",
-                        "others_unchanged",
-                        "others_unchanged_count",
-                        "all_others_unchanged",
-                    )
-                }
+                out[f"{label}_{kind}"] = {k: _mean(rows, k) for k in keys}
+    if random_rows:  # the control: a random direction of the same strength
+        out["random_direction"] = {k: _mean(list(random_rows.values()), k) for k in keys}
     return out
 
 

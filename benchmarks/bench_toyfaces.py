@@ -4,6 +4,8 @@
 
 The measurement runs in a subprocess pinned to one CPU (sched_setaffinity) with one torch thread, so
 that "one core" holds even on a larger machine; batches of consecutive indices, best of a few passes.
+"img per CPU-s" divides by the process's CPU time instead of wall time: what one idle core would do,
+when other processes share the core.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ def worker(resolution: int, batch: int, images: int) -> dict:
 
     ds = ToyFaces(resolution)
     ds.render_batch(range(batch))  # warm-up
-    rates = []
+    rates, cpu_rates = [], []
     for rep in range(3):
         t = time.perf_counter()
+        c = time.process_time()
         done = 0
         start = 10_000 + rep * images
         while done < images:
@@ -42,6 +45,7 @@ def worker(resolution: int, batch: int, images: int) -> dict:
             ds.render_batch(range(start + done, start + done + n))
             done += n
         rates.append(images / (time.perf_counter() - t))
+        cpu_rates.append(images / max(time.process_time() - c, 1e-9))
     return {
         "resolution": resolution,
         "batch": batch,
@@ -50,6 +54,7 @@ def worker(resolution: int, batch: int, images: int) -> dict:
         "threads": 1,
         "images_per_s": max(rates),
         "images_per_s_median": sorted(rates)[1],
+        "images_per_cpu_s": max(cpu_rates),
     }
 
 
@@ -75,9 +80,18 @@ def run(quick: bool = False, resolution: int = 64, batch: int = 256) -> dict:
 
 
 def table(res: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["renderer", "resolution", "batch", "cores", "img/s (best)", "img/s (median)", "target"]
+    header = [
+        "renderer",
+        "resolution",
+        "batch",
+        "cores",
+        "img/s (best)",
+        "img/s (median)",
+        "img per CPU-s",
+        "target",
+    ]
     if "error" in res:
-        return header, [["ToyFaces.render_batch", "-", "-", "1", res["error"][:60], "", ""]]
+        return header, [["ToyFaces.render_batch", "-", "-", "1", res["error"][:60], "", "", ""]]
     ok = "met" if res["meets_target"] else "MISSED"
     return header, [
         [
@@ -87,6 +101,7 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
             "1",
             common.fmt(res["images_per_s"], ".0f"),
             common.fmt(res["images_per_s_median"], ".0f"),
+            common.fmt(res.get("images_per_cpu_s"), ".0f"),
             f">= {TARGET:.0f} ({ok})",
         ]
     ]

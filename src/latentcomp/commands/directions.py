@@ -197,6 +197,10 @@ def evaluate(
     boundary: str = typer.Option("svm", help="svm or logreg."),
     compare: bool = typer.Option(True, help="Side by side with edit by example (toyfaces only)."),
     quick: bool = typer.Option(False, help="Tiny sizes (a smoke test; the numbers mean little)."),
+    figure_attributes: str = typer.Option(
+        "hair_style,mouth_expression,glasses,skin_tone",
+        help="Attributes shown in strips.png (comma-separated; strips-all.png shows every target).",
+    ),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option(None, help="Torch device (default: cpu)."),
 ):
@@ -252,8 +256,18 @@ def evaluate(
         )
         print(f"{m}: {line} ({res['seconds']:.0f} s) -> {written['markdown']}")
     io.write_text(Path(out) / "results.md", "\n".join(markdown_tables(r) for r in results))
-    strip_figure(results, Path(out) / "strips.png")
-    print(f"wrote {Path(out) / 'results.md'} and {Path(out) / 'strips.png'}")
+    attrs = [a.strip() for a in figure_attributes.split(",") if a.strip()] if figure_attributes else None
+    try:
+        strip_figure(
+            results,
+            Path(out) / "strips.png",
+            kinds=("plain", "conditional", "unsupervised"),
+            attributes=attrs,
+        )
+    except LatentcompError:  # none of the figure's attributes was evaluated: draw them all
+        strip_figure(results, Path(out) / "strips.png", kinds=("plain", "conditional", "unsupervised"))
+    strip_figure(results, Path(out) / "strips-all.png")
+    print(f"wrote {Path(out) / 'results.md'}, {Path(out) / 'strips.png'} and {Path(out) / 'strips-all.png'}")
 
 
 def navigate(

@@ -2,8 +2,9 @@
 
     python benchmarks/bench_memory.py [--quick]
 
-Peak RSS = `resource.getrusage(RUSAGE_SELF).ru_maxrss` of the subprocess at its end; the "baseline" case
-only imports torch and latentcomp, so "increment" = case - baseline is what the work itself needs.
+Peak RSS = VmHWM of /proc/self/status of the subprocess at its end (getrusage's ru_maxrss would include
+the parent's size at fork); the "baseline" case only imports torch and latentcomp, so "increment" =
+case - baseline is what the work itself needs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ CASES_FULL = CASES_QUICK + ("compose-stylegan2-256-b8", "compose-progan-256-b8")
 
 
 def peak_mib() -> float:
+    """Peak RSS of this process image. VmHWM from /proc (per address space, so it starts afresh at exec);
+    `getrusage` would also count the parent's size at fork, which Linux carries over an exec."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 

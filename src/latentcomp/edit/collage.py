@@ -24,11 +24,18 @@ def as_image_batch(x, name: str = "image", channels: int | None = None, resoluti
         x = x.unsqueeze(0)
     if x.dim() != 4:
         raise LatentcompError(f"{name} has shape {tuple(x.shape)}; expected (C, H, W) or (N, C, H, W)")
-    if x.shape[0] == 0:
-        raise LatentcompError(f"{name} is an empty batch")
+    if x.numel() == 0:
+        raise LatentcompError(f"{name} has shape {tuple(x.shape)}: an empty batch or a zero-sized image")
     x = x.float()
     if not torch.isfinite(x).all():
         raise LatentcompError(f"{name} contains NaN or Inf values")
+    lo, hi = (x.min().item(), x.max().item()) if x.numel() else (0.0, 0.0)
+    if lo < -1.001 or hi > 1.001:  # e.g. uint8 0..255 passed unconverted: refuse rather than guess
+        raise LatentcompError(
+            f"{name} has values in [{lo:.3g}, {hi:.3g}]; expected floats in [-1, 1] "
+            "(convert uint8 images with x / 127.5 - 1, or load files with latentcomp.io.load_image)"
+        )
+    x = x.clamp(-1, 1)
     if channels is not None and x.shape[1] != channels:
         raise LatentcompError(f"{name} has {x.shape[1]} channels; the model expects {channels}")
     if resolution is not None and tuple(x.shape[-2:]) != (resolution, resolution):
@@ -53,6 +60,8 @@ def as_mask_batch(m, name: str = "mask", like: torch.Tensor | None = None, allow
         raise LatentcompError(
             f"{name} has shape {tuple(m.shape)}; expected (H, W), (1, H, W) or (N, 1, H, W)"
         )
+    if m.numel() == 0:
+        raise LatentcompError(f"{name} has shape {tuple(m.shape)}: an empty batch or a zero-sized mask")
     m = m.float()
     if not torch.isfinite(m).all():
         raise LatentcompError(f"{name} contains NaN or Inf values")

@@ -223,6 +223,21 @@ def run_json_subprocess(args: list[str], timeout: float, env: dict | None = None
     return json.loads(lines[-1])
 
 
+def run_script(args: list[str], timeout: float, env: dict | None = None) -> str | None:
+    """Run `python ARGS...` (output not parsed); None on success, else a one-line reason."""
+    full_env = {**os.environ, **(env or {})}
+    try:
+        proc = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT
+        )
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout:.0f} s"
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return f"exit {proc.returncode}: " + " | ".join(tail)[-400:]
+    return None
+
+
 def write_json(path: str | Path, obj) -> Path:
     """Write JSON atomically (temp file + os.replace)."""
     path = Path(path)

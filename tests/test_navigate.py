@@ -252,6 +252,7 @@ def test_flip_metrics_and_matching():
     assert m["flip_rate"] == pytest.approx(2 / 3)
     assert m["per_attribute"] == {"b": pytest.approx(2 / 3), "c": pytest.approx(2 / 3)}
     assert m["all_others_unchanged"] == pytest.approx(1 / 3)
+    assert m["others_unchanged_when_flipped"] == pytest.approx(0.75)  # b: 1 of 2 flipped kept, c: 2 of 2
     curve = [
         {"strength": 1.0, "success": 0.2, "outside_change": 0.1, "others_unchanged": 0.9},
         {"strength": 2.0, "success": 0.6, "outside_change": 0.3, "others_unchanged": 0.8},

@@ -187,7 +187,7 @@ def evaluate(
     strength: float = typer.Option(3.0, help="Edit strength (std of the latents along the direction)."),
     n_train: int = typer.Option(None, help="Labelled samples for the boundaries (400)."),
     n_eval: int = typer.Option(None, help="Fresh samples per edit (64)."),
-    n_compare: int = typer.Option(None, help="Renders for the side-by-side with edit by example (32)."),
+    n_compare: int = typer.Option(None, help="Renders for the side-by-side with edit by example (48)."),
     k: int = typer.Option(None, help="PCA / SeFa components considered for the best match (5)."),
     target: list[str] = typer.Option(
         None, help="ATTR=VALUE targets (repeatable) (default: one per attribute)."

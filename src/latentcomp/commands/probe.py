@@ -173,8 +173,13 @@ def rebalance_cmd(
     seed: int = _seed,
     quick: bool = _quick,
     attribute: str = typer.Option("glasses", help="Toyfaces attribute to rebalance."),
-    rare: str = typer.Option(None, help="Comma-separated rare values [default: all but the most common]."),
-    target: float = typer.Option(0.5, help="Target share of the rare values."),
+    rare: str = typer.Option(
+        None,
+        help="Comma-separated rare values [default: those the generator makes less often than the data].",
+    ),
+    target: float = typer.Option(
+        None, help="Target share of the rare values [default: their share in the data]."
+    ),
     analyzer: str = _analyzer,
     device: str = _device,
 ):

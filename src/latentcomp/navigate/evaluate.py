@@ -58,7 +58,7 @@ class EvalSizes:
     n_eval: int = 64  # fresh samples per direction edit
     n_select: int = 32  # samples (from the training set) that pick the best unsupervised direction
     unsupervised_k: int = 5  # PCA and SeFa components considered (each in both signs)
-    n_compare: int = 32  # toyfaces renders for the side-by-side with edit by example
+    n_compare: int = 48  # toyfaces renders for the side-by-side with edit by example
     compare_strengths: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
     strip_samples: int = 3
     strip_strengths: tuple[float, ...] = (-4.0, -2.0, 0.0, 2.0, 4.0)
@@ -119,6 +119,12 @@ def flip_metrics(
         per[names[j]] = float(same[counted].float().mean()) if counted.any() else math.nan
     vals = [v for v in per.values() if not math.isnan(v)]
     mean_same = float(np.mean(vals)) if vals else math.nan
+    # the same, only over the samples that flipped: interference of the successful edits
+    flipped = []
+    for j in others:
+        counted = v0[:, j] & v1[:, j] & hit
+        if counted.any():
+            flipped.append(float((a0[:, j] == a1[:, j])[counted].float().mean()))
     worst = min((v, k) for k, v in per.items() if not math.isnan(v)) if vals else (math.nan, "")
     return {
         "n": int(a0.shape[0]),
@@ -127,6 +133,7 @@ def flip_metrics(
         "others_unchanged_count": mean_same * len(others) if vals else math.nan,
         "n_others": len(others),
         "all_others_unchanged": float(all_same.float().mean()) if a0.shape[0] else math.nan,
+        "others_unchanged_when_flipped": float(np.mean(flipped)) if flipped else math.nan,
         "worst_other": worst[1],
         "worst_other_unchanged": worst[0],
         "per_attribute": per,
@@ -373,7 +380,13 @@ def _mean(rows: list[dict], key: str) -> float:
 
 
 def _summary(supervised: dict, unsupervised: dict, random_rows: dict | None = None) -> dict:
-    keys = ("flip_rate", "others_unchanged", "others_unchanged_count", "all_others_unchanged")
+    keys = (
+        "flip_rate",
+        "others_unchanged",
+        "others_unchanged_count",
+        "all_others_unchanged",
+        "others_unchanged_when_flipped",
+    )
     out = {}
     for label, table in (("supervised", supervised), ("unsupervised", unsupervised)):
         for kind in ("plain", "conditional"):
@@ -547,18 +560,28 @@ def match_success(curve: list[dict], target: float) -> dict:
     return {"reached": False, **pts[-1]}
 
 
+def more_local(t: dict) -> str:
+    """'navigation' | 'example' | 'n/a' (no image, edit by example never succeeded, or navigation never
+    reached its success rate: then there is no equal-success point to compare at)."""
+    if not t.get("n") or not t["example"]["success"] or not t["matched"]["reached"]:
+        return "n/a"
+    return "navigation" if t["matched"]["outside_change"] < t["example"]["outside_change"] else "example"
+
+
 def _compare_summary(targets: dict) -> dict:
     rows = [t for t in targets.values() if t.get("n")]
-    if not rows:
-        return {}
-    more_local = sum(1 for t in rows if t["matched"]["outside_change"] < t["example"]["outside_change"])
+    comparable = [t for t in rows if more_local(t) != "n/a"]
+    if not comparable:
+        return {"targets": len(rows), "comparable": 0}
     return {
         "targets": len(rows),
-        "navigation_more_local": more_local,
-        "example_success": _mean([t["example"] for t in rows], "success"),
-        "example_outside_change": _mean([t["example"] for t in rows], "outside_change"),
-        "navigation_matched_outside_change": _mean([t["matched"] for t in rows], "outside_change"),
-        "navigation_reached": sum(1 for t in rows if t["matched"]["reached"]),
+        "comparable": len(comparable),
+        "navigation_more_local": sum(1 for t in comparable if more_local(t) == "navigation"),
+        "example_success": _mean([t["example"] for t in comparable], "success"),
+        "example_outside_change": _mean([t["example"] for t in comparable], "outside_change"),
+        "navigation_matched_outside_change": _mean([t["matched"] for t in comparable], "outside_change"),
+        "navigation_reached": sum(1 for t in rows if t["matched"]["reached"] and t["example"]["success"]),
+        "example_nonzero": sum(1 for t in rows if t["example"]["success"]),
     }
 
 
@@ -606,13 +629,14 @@ def markdown_tables(res: dict) -> str:
             )
     lines += [
         "",
-        "| directions | mean flip | mean others unchanged | samples with all others unchanged |",
-        "|---|---|---|---|",
+        "| directions | mean flip | mean others unchanged | others unchanged, flipped samples only | "
+        "samples with all others unchanged |",
+        "|---|---|---|---|---|",
     ]
     for k, v in res["summary"].items():
         lines.append(
             f"| {k.replace('_', ' ')} | {_f(v['flip_rate'])} | {_f(v['others_unchanged'])} | "
-            f"{_f(v['all_others_unchanged'])} |"
+            f"{_f(v.get('others_unchanged_when_flipped'))} | {_f(v['all_others_unchanged'])} |"
         )
     comp = res.get("comparison")
     if comp and "targets" in comp:
@@ -632,21 +656,23 @@ def markdown_tables(res: dict) -> str:
                 lines.append(f"| {name} | 0 | - | - | - | - | - | - |")
                 continue
             e, m = t["example"], t["matched"]
-            win = "navigation" if m["outside_change"] < e["outside_change"] else "example"
+            win = more_local(t)
             lines.append(
                 f"| {name} | {t['n']} | {_f(e['success'])} | {_f(e['outside_change'], False)} | "
                 f"{m['strength']:.2f}{'' if m['reached'] else ' (not reached)'} | {_f(m['success'])} | "
                 f"{_f(m['outside_change'], False)} | {win} |"
             )
         sm = comp.get("summary") or {}
-        if sm:
+        if sm.get("comparable"):
             lines += [
                 "",
-                f"Navigation is more local on {sm['navigation_more_local']} of {sm['targets']} targets "
-                f"(mean outside change {sm['navigation_matched_outside_change']:.3f} vs "
-                f"{sm['example_outside_change']:.3f} for edit by example at its mean success "
-                f"{_f(sm['example_success'])}; navigation reached that success on "
-                f"{sm['navigation_reached']} of {sm['targets']}).",
+                f"At equal success, navigation is more local on {sm['navigation_more_local']} of the "
+                f"{sm['comparable']} comparable targets (mean outside change "
+                f"{sm['navigation_matched_outside_change']:.3f} vs {sm['example_outside_change']:.3f} for "
+                f"edit by example, at its mean success {_f(sm['example_success'])}). Not comparable: "
+                f"{sm['targets'] - sm['comparable']} targets (edit by example never succeeded on "
+                f"{sm['targets'] - sm['example_nonzero']}; navigation never reached its "
+                f"success on {sm['example_nonzero'] - sm['navigation_reached']}).",
             ]
     return "\n".join(lines) + "\n"
 

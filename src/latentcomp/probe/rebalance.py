@@ -1,7 +1,10 @@
 """Rebalancing generated data by example-based composition.
 
-A generator reproduces (and often sharpens) the imbalance of its data: on toyfaces, glasses are rarer
-than no glasses. To raise the share of a rare attribute value in a generated set, take n samples, pick
+A generator reproduces, and often sharpens, imbalances: toyfaces draws every glasses value equally
+often, but a small GAN may make one kind of glasses most of the time. The rare values (default: those
+the generator makes less often than the data has them, as read by the analyzer on samples vs the true
+attributes of renders; or `rare=[...]`) get their share raised to `target_share` (default: their share
+in the data). To raise the share of the rare values in a generated set, take n samples, pick
 enough of those without it, paste the attribute's part (e.g. the glasses region, dilated by a pixel)
 from an example that has it, and regress the collage: G(E(collage)) (`Pipeline.edit`). Examples come from
 other generator samples the analyzer reads as rare (or, where the generator makes too few, from toyfaces
@@ -41,12 +44,21 @@ from .common import (
 MIN_PART_FRACTION = 0.003
 
 
-def _rare_values(values: list[str], counts: np.ndarray, rare: list[str] | None) -> list[int]:
+def _rare_values(
+    values: list[str], counts: np.ndarray, data_counts: np.ndarray, rare: list[str] | None
+) -> list[int]:
+    """The given values, else those the generator under-represents against the data (toyfaces renders),
+    else all but the most common."""
     if rare:
         bad = [v for v in rare if v not in values]
         if bad:
             raise LatentcompError(f"unknown value(s) {', '.join(bad)}; accepted: {', '.join(values)}")
         return [values.index(v) for v in rare]
+    share = counts / max(1, counts.sum())
+    data_share = data_counts / max(1, data_counts.sum())
+    under = [i for i in range(len(values)) if share[i] < data_share[i]]
+    if under and len(under) < len(values):
+        return under
     major = int(np.argmax(counts))
     return [i for i in range(len(values)) if i != major]
 
@@ -59,14 +71,14 @@ def run_rebalance(
     seed: int = 0,
     attribute: str = "glasses",
     rare: list[str] | None = None,
-    target_share: float = 0.5,
+    target_share: float | None = None,
 ) -> dict:
     """The rebalancing experiment: rebalance.json, rebalance.png, rebalance_examples_<i>.png."""
     from ..metrics.features import analyzer_features
 
     sizes = sizes or Sizes.default()
     out = Path(out)
-    if not 0 < target_share < 1:
+    if target_share is not None and not 0 < target_share < 1:
         raise LatentcompError(f"target share must be between 0 and 1; got {target_share}")
     res: dict = {
         "experiment": "rebalance",
@@ -92,7 +104,9 @@ def run_rebalance(
         X, _ = sample_with_latents(pipe, n, seed + 500, sizes.batch)
         pred_x = analyzer.predict(X, logits=False)
         counts = np.bincount(pred_x.attrs[:, col].cpu().numpy(), minlength=len(values))
-        rare_ids = _rare_values(values, counts, rare)
+        ref_imgs, _, rattr_ref = renders(pipe.resolution, sizes.reference_n, seed)
+        data_counts = np.bincount(rattr_ref[:, col].numpy(), minlength=len(values))
+        rare_ids = _rare_values(values, counts, data_counts, rare)
         is_rare = torch.isin(pred_x.attrs[:, col].cpu(), torch.tensor(rare_ids))
         share_before = float(is_rare.float().mean())
         # example bank: generator samples read as rare with a visible part; else renders
@@ -119,16 +133,16 @@ def run_rebalance(
             "examples_from": bank_src,
             "example_bank": int(bank_imgs.shape[0]),
         }
-        need = int(math.ceil(target_share * n)) - int(is_rare.sum())
+        share_data = float(torch.isin(rattr_ref[:, col], torch.tensor(rare_ids)).float().mean())
+        target = min(0.95, share_data) if target_share is None else target_share
+        entry["target_share"] = target
+        need = int(math.ceil(target * n)) - int(is_rare.sum())
         candidates = (~is_rare).nonzero().flatten()
         m = max(0, min(need, candidates.numel()))
         entry["edited"] = m
         ex = analyzer_features(analyzer)
-        ref_imgs, _, rattr_ref = renders(pipe.resolution, sizes.reference_n, seed)
         f_ref = ex(ref_imgs)
-        entry["share_in_renders"] = float(
-            torch.isin(rattr_ref[:, col], torch.tensor(rare_ids)).float().mean()
-        )
+        entry["share_in_renders"] = share_data
         entry["realism_before"] = realism(ex(X), f_ref)
         if m == 0 or bank_imgs.shape[0] == 0:
             entry["note"] = (
@@ -138,7 +152,7 @@ def run_rebalance(
             log(f"rebalance: {label}: nothing to edit ({entry['note']})")
             continue
         log(
-            f"rebalance: {label}: share {share_before:.3f} -> target {target_share}, editing {m} images "
+            f"rebalance: {label}: share {share_before:.3f} -> target {target:.3f}, editing {m} images "
             f"with {bank_imgs.shape[0]} examples from {bank_src}"
         )
         rng = np.random.default_rng([seed, 31])
@@ -222,7 +236,8 @@ def plot_rebalance(res: dict, path: Path) -> Path:
         ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2)
         ax.set_xticklabels([e["model"] for e in models], fontsize=7)
         ax.set_title(title, fontsize=9)
-    axes[0].axhline(res["target_share"], color="black", linestyle=":", linewidth=1)
+    for i, e in enumerate(models):  # dotted: each model's target share
+        axes[0].hlines(e["target_share"], i - 0.1, i + 0.8, color="black", linestyle=":", linewidth=1)
     axes[0].legend(fontsize=7)
     fig.suptitle("Rebalancing generated data by example-based composition", fontsize=10)
     fig.tight_layout()

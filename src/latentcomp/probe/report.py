@@ -229,7 +229,8 @@ def render_html(results: dict, out: Path) -> str:
                         )
                 parts.append(
                     f"<p>Rare values {', '.join(e['rare_values'])}; share in toyfaces renders "
-                    f"{_f(e['share_in_renders'])}; {e.get('edited', 0)} of {e['n']} images edited with "
+                    f"{_f(e['share_in_renders'])}; target {_f(e.get('target_share'))}; "
+                    f"{e.get('edited', 0)} of {e['n']} images edited with "
                     f"examples from {html.escape(e['examples_from'])}.</p>"
                 )
                 parts.append(_table(body, ["set", "share", "edit success", "FID", "coverage"]))

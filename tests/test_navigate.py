@@ -236,6 +236,8 @@ def test_store_round_trip_and_lookup(tmp_path):
     assert find_direction(f"{tmp_path / 'set2.safetensors'}").name == "pca0"
     with pytest.raises(LatentcompError, match="several sets"):
         find_direction("pca0", tmp_path)
+    save_directions([Direction("pca0", torch.randn(8), "z", generator="builtin:y")], tmp_path / "set3")
+    assert find_direction("pca0", tmp_path, generator="builtin:y").generator == "builtin:y"
     with pytest.raises(LatentcompError, match="not found"):
         find_direction("nope", tmp_path)
     with pytest.raises(LatentcompError):
@@ -408,7 +410,7 @@ def test_cli_compute_list_navigate(cli_files, tmp_path, capsys, monkeypatch):
             "--part",
             str(cli_files / "b.png"),
             "--direction",
-            "pca:pca0",
+            "tiny-random_pca:pca0",
             "--directions",
             str(dd),
             "--strip",

@@ -104,7 +104,9 @@ def compute(
     analyzer: str = typer.Option("builtin:toyfaces-analyzer", help=ANALYZER_HELP),
     boundary: str = typer.Option("svm", help="Supervised boundary: svm (LinearSVC) or logreg."),
     c: float = typer.Option(0.01, "--c", help="Supervised: inverse L2 penalty of the boundary (sklearn C)."),
-    name: str = typer.Option(None, help="Set name (default: the method, e.g. pca, sefa-w+0-3, supervised)."),
+    name: str = typer.Option(
+        None, help="Set name (default: GENERATOR_METHOD, e.g. toyfaces-stylegan2_pca, toyfaces-dcgan_sefa)."
+    ),
     seed: int = typer.Option(0, help="Seed of the sampled latents."),
     device: str = typer.Option(None, help="Torch device (default: cpu)."),
 ):
@@ -147,8 +149,9 @@ def compute(
         info.update(analyzer=analyzer, samples=n or 1000, boundary=boundary, C=c)
     else:
         raise LatentcompError(f"unknown --method {method!r}; accepted: pca, sefa, supervised")
+    gen_tag = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(G.spec.split(":")[-1]).stem)
     set_name = name or (
-        method
+        f"{gen_tag}_{method}"
         + (f"-{sp}" if sp != nav.default_space(G) else "")
         + (format_layers(lay).replace(",", "_") if lay else "")
     )
@@ -300,8 +303,8 @@ def navigate(
         raise LatentcompError("give --image IMG (optionally with --mask) or one or more --part IMG[:MASK]")
     if part and mask is not None:
         raise LatentcompError("--mask goes with --image; give each part its mask as --part IMG:MASK")
-    d = find_direction(direction, directions)
     pipe = _pipeline(model, device)
+    d = find_direction(direction, directions, generator=pipe.generator.spec)
     specs = [(image, mask)] if image is not None else [_split_part(p) for p in part]
     imgs, masks = [], []
     for i, (ip, mp) in enumerate(specs):

@@ -130,8 +130,12 @@ def list_directions(folder: str | os.PathLike) -> dict[str, list[Direction]]:
     return out
 
 
-def find_direction(ref: str, folder: str | os.PathLike | None = None) -> Direction:
-    """Resolve a direction reference (see the module doc) against `folder` (default: the current folder)."""
+def find_direction(
+    ref: str, folder: str | os.PathLike | None = None, generator: str | None = None
+) -> Direction:
+    """Resolve a direction reference (see the module doc) against `folder` (default: the current folder).
+    A NAME found in several sets is resolved by `generator` (a spec) when only one of them was computed
+    for it."""
     ref = str(ref)
     base = Path(folder).expanduser() if folder is not None else Path(".")
     set_part, sep, name = ref.rpartition(":")
@@ -155,6 +159,9 @@ def find_direction(ref: str, folder: str | os.PathLike | None = None) -> Directi
         return dirs[0]
     sets = list_directions(base)
     hits = [(s, d) for s, ds in sets.items() for d in ds if d.name == ref]
+    if len(hits) > 1 and generator:
+        mine = [h for h in hits if h[1].generator == generator]
+        hits = mine if len(mine) == 1 else hits
     if len(hits) == 1:
         return hits[0][1]
     if len(hits) > 1:

@@ -13,7 +13,8 @@ What is timed: the core of compose, `G(E(x * m, m)).clamp(-1, 1)` under no_grad,
 paper's sampler; batched throughput (images/s) and batch-1 latency (p50/p95). The full
 `Pipeline.compose` call (input validation, collage, E, G, known-pixel error) is timed at batch 1 as well.
 Variants, each measured in the same run: fp32 eager (threads = cores), channels_last, bf16 autocast,
-channels_last + bf16, fp32 with one thread; in fresh subprocesses: fp32 with OMP_WAIT_POLICY=PASSIVE
+channels_last + bf16, fp32 with one thread, channels_last + bf16 with one thread (the 256 px models skip
+channels_last and bf16 alone, to keep the run short); in fresh subprocesses: fp32 with OMP_WAIT_POLICY=PASSIVE
 (OpenMP threads sleep at barriers instead of spinning, which matters when other processes compete for the
 cores) and torch.compile (first 64px model only, with a time cap: compiling can take minutes on a small
 machine). "CPU ms/img" is process CPU time per image in the batched run (all threads; spinning counts).
@@ -46,6 +47,7 @@ VARIANTS = (
     "channels_last+bf16-1thread",
 )
 QUICK_VARIANTS = ("fp32", "channels_last+bf16", "fp32-1thread")
+LARGE_VARIANTS = ("fp32", "channels_last+bf16", "fp32-1thread", "channels_last+bf16-1thread")  # 256 px
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -152,12 +154,9 @@ def settings(quick: bool, small: bool) -> dict:
     """Batch, repetitions and time budget (s) per measurement."""
     if quick:
         return {"batch": 4 if small else 2, "reps_batch": 1, "reps_single": 3, "budget": 2.0}
-    return {
-        "batch": 64 if small else 4,
-        "reps_batch": 3 if small else 2,
-        "reps_single": 20 if small else 5,
-        "budget": 20.0,
-    }
+    if small:
+        return {"batch": 64, "reps_batch": 3, "reps_single": 15, "budget": 15.0}
+    return {"batch": 2, "reps_batch": 2, "reps_single": 3, "budget": 15.0}
 
 
 def measure(f, G, prep, batch: int, reps_batch: int, reps_single: int, budget: float) -> dict:
@@ -168,7 +167,7 @@ def measure(f, G, prep, batch: int, reps_batch: int, reps_single: int, budget: f
     cpu0 = time.process_time()
     tb = common.time_calls(lambda: f(xb, mb), reps_batch, warmup=0, budget_s=budget)
     cpu = (time.process_time() - cpu0) / (batch * len(tb))
-    t1 = common.time_calls(lambda: f(x1, m1), reps_single, warmup=2, budget_s=budget / 2)
+    t1 = common.time_calls(lambda: f(x1, m1), reps_single, warmup=1, budget_s=budget / 2)
     s = common.summary(t1)
     return {
         "batch": batch,
@@ -263,7 +262,7 @@ def run(
             "settings": cfg,
             "variants": {},
         }
-        for v in QUICK_VARIANTS if quick else VARIANTS:
+        for v in QUICK_VARIANTS if quick else VARIANTS if small else LARGE_VARIANTS:
             entry["variants"][v] = run_variant(v, G, E, threads, cfg, ref)
             common.log(
                 f"  {v}: {entry['variants'][v].get('images_per_s', entry['variants'][v].get('error'))}"
@@ -326,7 +325,7 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
         "GFLOP/img",
         "GFLOP/s",
         "of fp32 peak (same threads)",
-        "max |diff|",
+        "max abs diff",
     ]
     rows = []
     for m in res["models"]:

@@ -116,7 +116,7 @@ def run(
     err_reg = masked_l1(regress(), x, m).cpu()
 
     # optimisation only: a short trial sets the step count that fits the time budget
-    budget = opt_budget_s or (10.0 if quick else 150.0)
+    budget = opt_budget_s or (10.0 if quick else 120.0)
     trial = pipe.optimize(x, m, steps=2)
     per_step = trial.seconds / 2
     max_steps = steps or (20 if quick else 400)

@@ -254,3 +254,12 @@ def test_rgba_part_uses_alpha(files, tmp_path, capsys):
     collage = np.asarray(Image.open(tmp_path / "c_collage.png"))
     assert (collage[:10, :, 1] == 200).all()
     assert np.array_equal(collage[10:], np.asarray(Image.open(files / "a.png"))[10:])
+
+
+def test_part_spec_with_a_bmp_mask_is_split():
+    from pathlib import Path
+
+    from latentcomp.commands.apps import split_part
+
+    assert split_part("a.png:m.bmp") == (Path("a.png"), Path("m.bmp"))
+    assert split_part("a.png:notes.txt") == (Path("a.png:notes.txt"), None)

@@ -50,3 +50,32 @@ def test_refuses_to_overwrite_and_needs_checkpoint_to_resume(tmp_path):
 def test_unknown_arch(tmp_path):
     with pytest.raises(LatentcompError, match="--arch"):
         GANTrainer(GANConfig(arch="vae", resolution=32, pool_size=8), tmp_path / "x")
+
+
+def test_resume_from_a_damaged_checkpoint_is_a_clear_error(tmp_path):
+    GANTrainer(tiny("dcgan", 2), tmp_path / "run").train(progress=False, log_dir=False)
+    ckpt, config = tmp_path / "run" / "checkpoint.pt", tmp_path / "run" / "config.json"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # e.g. copied while it was being written
+    before = config.read_text()
+    with pytest.raises(LatentcompError, match="cannot read training state .*checkpoint.pt"):
+        GANTrainer(tiny("dcgan", 4), tmp_path / "run", resume=True)
+    assert config.read_text() == before  # nothing was rewritten
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    GANTrainer(tiny("dcgan", 2), tmp_path / "run").train(progress=False, log_dir=False)
+    expected = 0o666 & ~_umask()
+    for name in ("checkpoint.pt", "config.json", "generator.safetensors", "generator.json", "samples.png"):
+        mode = stat.S_IMODE(os.stat(tmp_path / "run" / name).st_mode)
+        assert mode == expected, (name, oct(mode))
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

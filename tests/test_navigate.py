@@ -496,3 +496,35 @@ def test_pca_directions_on_generators():
     S = load_generator("builtin:tiny-random-stylegan2")
     dw = pca_directions(S, k=2, n=150, space="w+", layers="0-2")
     assert dw[0].space == "w+" and dw[0].layers == (0, 1, 2) and dw[0].meta["source"] == "latent"
+
+
+def test_navigation_section_of_the_probe_report(tmp_path):
+    from latentcomp.edit.pipeline import Pipeline
+    from latentcomp.probe.navigation import run_navigation
+    from latentcomp.probe.report import headline, render_html
+
+    G = load_generator("builtin:tiny-random-stylegan2")
+    torch.manual_seed(0)
+    pipe = Pipeline(G, build_regressor(G))
+    nav = run_navigation([pipe], tmp_path, FakeAnalyzer(), quick=True)
+    (entry,) = nav["models"]
+    assert entry["space"] == "w" and {"supervised_plain", "supervised_conditional"} <= set(entry["summary"])
+    assert (tmp_path / "navigate_strips.png").stat().st_size > 1000  # the report's figure
+    assert len(list((tmp_path / "navigate" / "strips").glob("*.png"))) >= 3  # one file per target
+    meta = {"models": [entry["model"]], "seed": 0, "quick": True, "analyzer": "fake", "seconds": 1.0,
+            "device": "cpu", "threads": 1}  # fmt: skip
+    results = {"navigate": nav, "meta": meta}
+    row = headline(results)[0]
+    cond = entry["summary"]["supervised_conditional"]
+    assert row["navigate: flip rate (conditional)"] == cond["flip_rate"]
+    page = render_html(results, tmp_path)
+    assert "Navigation: editing directions" in page and page.count("data:image/png;base64,") == 1
+
+
+def test_subpackages_are_attributes_of_the_package():
+    import subprocess
+    import sys
+
+    code = "import latentcomp as lc; print(lc.navigate.conditional_direction.__name__, lc.probe.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["conditional_direction", "latentcomp.probe"]

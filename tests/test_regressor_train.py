@@ -160,3 +160,20 @@ def test_time_limit_stops_with_a_checkpoint(tmp_path, capsys):
     assert "--max-minutes" in capsys.readouterr().err
     res = train_regressor(cfg(tmp_path / "run", steps=3, eval_every=50, resume=True))
     assert res.step == 3
+
+
+def test_init_warm_starts_from_another_regressor(tmp_path):
+    donor = train_regressor(cfg(tmp_path / "donor", generator="builtin:tiny-random-stylegan2", steps=20,
+                                eval_every=10, batch=8, test_size=16))  # fmt: skip
+    # a fresh run starting from the donor begins at the donor's test loss, not at a random init's
+    warm = RegressorTrainer(cfg(tmp_path / "warm", generator="builtin:tiny-random-stylegan2", steps=0,
+                                test_size=16, init=str(tmp_path / "donor")))  # fmt: skip
+    cold = RegressorTrainer(cfg(tmp_path / "cold", generator="builtin:tiny-random-stylegan2", steps=0,
+                                test_size=16))  # fmt: skip
+    donor_weights = load_regressor(tmp_path / "donor").state_dict()
+    assert all(torch.equal(v, donor_weights[k]) for k, v in warm.E.state_dict().items())
+    assert warm.evaluate()[0]["loss"] < 0.85 * cold.evaluate()[0]["loss"]
+    assert donor.step == 20
+    # a regressor of another layout is refused with both layouts named
+    with pytest.raises(LatentcompError, match="--init .* does not match"):
+        RegressorTrainer(cfg(tmp_path / "bad", init=str(tmp_path / "donor")))

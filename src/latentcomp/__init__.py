@@ -7,6 +7,9 @@ __version__ = "0.1.0"
 
 __all__ = ["Generator", "LatentcompError", "load_generator", "Pipeline", "load_regressor", "__version__"]
 
+#: subpackages reachable as attributes (`lc.navigate.pca_directions(...)`), imported on first use
+SUBPACKAGES = ("data", "edit", "metrics", "navigate", "probe", "regressors", "training")
+
 
 def __getattr__(name):  # lazy: keep `import latentcomp` light
     if name == "Pipeline":
@@ -17,4 +20,8 @@ def __getattr__(name):  # lazy: keep `import latentcomp` light
         from .regressors import load_regressor
 
         return load_regressor
-    raise AttributeError(name)
+    if name in SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'latentcomp' has no attribute {name!r}")

@@ -34,7 +34,8 @@ from .errors import LatentcompError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what we write
+READ_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp")  # what we read (masks are often BMP)
 READ_FORMATS = {"PNG", "JPEG", "WEBP", "BMP"}
 ACCEPTED = "PNG, JPG or WEBP"
 _SAVE_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -308,7 +309,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp (and some writers, e.g. safetensors) make 0600 files; give the usual permissions
+        os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb+") as f:  # on disk before the rename, so a crash leaves old or new, never half
+            os.fsync(f.fileno())
         os.replace(tmp, p)
+        _fsync_dir(p.parent)
     except OSError as e:
         _unlink(tmp)
         raise LatentcompError(f"cannot write {p}: {e.strerror or _short(e)}") from None
@@ -316,6 +322,26 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         _unlink(tmp)
         raise
     return p
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename (best effort: not every platform or file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _unlink(path) -> None:

@@ -19,7 +19,9 @@ def train(
     ),
     steps: int = typer.Option(1600, help="optimiser steps"),
     batch: int = typer.Option(48, help="images per step (fresh renders every step)"),
-    seed: int = typer.Option(0, help="toyfaces data seed of the training renders (not the held-out seed)"),
+    seed: int = typer.Option(
+        0, min=0, max=2**63 - 1, help="toyfaces data seed of the training renders (not the held-out seed)"
+    ),
     lr: float = typer.Option(2e-3, help="peak Adam learning rate (warm-up, then cosine decay)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its checkpoint"),
     threads: int = typer.Option(1, help="torch CPU threads"),
@@ -46,7 +48,9 @@ def evaluate(
     analyzer: str = typer.Option("builtin:toyfaces-analyzer", "--analyzer",
                                  help="builtin:NAME, a .safetensors file or a training run folder"),
     n: int = typer.Option(2000, help="number of held-out renders"),
-    seed: int = typer.Option(None, help="toyfaces seed of the held-out renders (default: the held-out seed)"),
+    seed: int = typer.Option(
+        None, min=0, max=2**63 - 1, help="toyfaces seed of the held-out renders (default: the held-out seed)"
+    ),
     resolution: int = typer.Option(64, help="render resolution: 32, 64 or 128 (the analyzer resizes to 64)"),
     batch: int = typer.Option(250, help="images per forward pass"),
     threads: int = typer.Option(1, help="torch CPU threads"),

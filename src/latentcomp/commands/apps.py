@@ -23,11 +23,11 @@ def _pipe(model: str, device: str | None):
 def split_part(spec: str) -> tuple[Path, Path | None]:
     """'a.png:mask.png' -> (a.png, mask.png); 'a.png' -> (a.png, None). A spec that names an existing file
     is that file; otherwise it splits at the last colon when the text after it names an image file."""
-    from ..io import IMAGE_SUFFIXES
+    from ..io import READ_SUFFIXES
 
     if ":" in spec and not Path(spec).is_file():
         left, right = spec.rsplit(":", 1)
-        if left and right and Path(right).suffix.lower() in IMAGE_SUFFIXES:
+        if left and right and Path(right).suffix.lower() in READ_SUFFIXES:
             return Path(left), Path(right)
     return Path(spec), None
 
@@ -80,7 +80,7 @@ def compose(
     finetune: int = typer.Option(0, help="Per-input regressor fine-tuning steps first (0 = off)."),
     paste: bool = typer.Option(False, help="Paste the known pixels of the collage back onto the output."),
     save_inputs: bool = typer.Option(False, help="Also write OUT_collage and OUT_mask next to the output."),
-    seed: int = typer.Option(0, help="Seed for fine-tuning masks."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed for fine-tuning masks."),
     device: str = typer.Option(None, help="Torch device, e.g. cpu or cuda [default: cpu]."),
 ):
     """Paste parts of several images into a collage and turn it into one coherent image."""
@@ -117,7 +117,7 @@ def inpaint(
     ),
     out: Path = typer.Option(..., help="Output file (single image) or folder (batch mode; names are kept)."),
     n: int = typer.Option(1, help="Completions per image; with n > 1 outputs are NAME_k0 ... NAME_k{n-1}."),
-    seed: int = typer.Option(0, help="Seed of the completions."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed of the completions."),
     method: str = typer.Option("auto", help="Multimodal method: auto, fill or style (w+ models)."),
     paste: bool = typer.Option(False, help="Keep the known pixels exactly (paste them back)."),
     refine: int = typer.Option(0, help="Latent refinement steps (0 = off)."),
@@ -202,7 +202,7 @@ def demo(
     model: list[str] = typer.Option(
         None, help="Model(s) to show instead of the bundled toyfaces-dcgan and toyfaces-stylegan2."
     ),
-    seed: int = typer.Option(0, help="Seed of every random choice."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed of every random choice."),
 ):
     """Write an HTML page that shows collages, completions and edits on the bundled models."""
     import sys

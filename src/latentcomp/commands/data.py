@@ -16,7 +16,7 @@ def render(
     out: Path = typer.Option(..., help="Output folder."),
     n: int = typer.Option(64, help="Number of images."),
     resolution: int = typer.Option(64, help="32, 64 or 128."),
-    seed: int = typer.Option(0, help="Data set seed."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Data set seed."),
     start: int = typer.Option(0, help="First index."),
 ):
     """Render N toyfaces: NNNNNN.png, NNNNNN_parts.png (indexed), attributes.jsonl, contact_sheet.png."""

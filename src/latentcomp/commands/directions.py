@@ -107,7 +107,7 @@ def compute(
     name: str = typer.Option(
         None, help="Set name (default: GENERATOR_METHOD, e.g. toyfaces-stylegan2_pca, toyfaces-dcgan_sefa)."
     ),
-    seed: int = typer.Option(0, help="Seed of the sampled latents."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed of the sampled latents."),
     device: str = typer.Option(None, help="Torch device (default: cpu)."),
 ):
     """Compute a set of directions for one generator and save it in a directions folder."""
@@ -204,7 +204,7 @@ def evaluate(
         "hair_style,mouth_expression,glasses,skin_tone",
         help="Attributes shown in strips.png (comma-separated; strips-all.png shows every target).",
     ),
-    seed: int = typer.Option(0, help="Seed."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed."),
     device: str = typer.Option(None, help="Torch device (default: cpu)."),
 ):
     """Flip rate and interference of supervised / conditional / unsupervised directions on toyfaces, and

@@ -35,7 +35,7 @@ def composition(
         "regressor,regressor+refine,optimisation,poisson,raw",
         help="Comma-separated: regressor, regressor+refine, optimisation, poisson, raw.",
     ),
-    seed: int = typer.Option(0, help="Seed of the collages and references."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed of the collages and references."),
     refine_steps: int = typer.Option(30, help="Adam steps of regressor + refine."),
     opt_steps: int = typer.Option(200, help="Adam steps of optimisation only (from the mean latent)."),
     batch: int = typer.Option(50, help="Collages per batch."),

@@ -29,7 +29,7 @@ def train(
     z_dim: int = typer.Option(128, help="Latent size (also the w size for stylegan2)."),
     r1_gamma: float = typer.Option(0.1, help="R1 penalty weight on real images."),
     pool_size: int = typer.Option(20000, help="toyfaces: number of distinct renders to train on."),
-    seed: int = typer.Option(0, help="Seed for data, init and sampling."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed for data, init and sampling."),
     checkpoint_every: int = typer.Option(250, help="Steps between (atomic) checkpoints."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
@@ -76,7 +76,7 @@ def evaluate(
         ..., help="Generator spec, e.g. builtin:toyfaces-dcgan or dcgan:RUN/generator.safetensors."
     ),
     n: int = typer.Option(5000, help="Samples (and renders) to compare."),
-    seed: int = typer.Option(0, help="Sampling seed."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Sampling seed."),
     out: Path = typer.Option(None, help="Write the figures as JSON here."),
 ):
     """Quality of a toyfaces generator by the analyzer: attribute marginals, confidence, domain FID."""

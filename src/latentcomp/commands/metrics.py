@@ -162,7 +162,7 @@ def fid_cmd(
     features: str = typer.Option("analyzer", help=FEATURES_HELP),
     kid_subsets: int = typer.Option(100, help="KID: number of random subsets."),
     kid_subset_size: int = typer.Option(1000, help="KID: subset size (capped at the smaller folder)."),
-    seed: int = typer.Option(0, help="KID subset seed."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="KID subset seed."),
     batch: int = typer.Option(256, help="Images per feature batch."),
     device: str = typer.Option("cpu", help="Torch device."),
     json_out: Path = typer.Option(None, "--json", help="Also write the result as JSON here."),

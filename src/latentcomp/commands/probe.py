@@ -49,7 +49,7 @@ def _out(out: Path) -> Path:
 
 _models = typer.Option(..., "--model", "-m", help=MODEL_HELP)
 _out_opt = typer.Option(..., "--out", help="Output folder.")
-_seed = typer.Option(0, help="Seed of every random choice.")
+_seed = typer.Option(0, min=0, max=2**63 - 1, help="Seed of every random choice.")
 _quick = typer.Option(False, "--quick", help="Tiny sizes: a smoke test (numbers mean little).")
 _analyzer = typer.Option("builtin:toyfaces-analyzer", help="Toyfaces analyzer spec or path, or 'none'.")
 _device = typer.Option(None, help="Torch device [default: cpu].")

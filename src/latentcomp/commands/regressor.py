@@ -54,7 +54,9 @@ def train(
         None, help="Steps between test evaluations + checkpoints (default: 500)."
     ),
     test_size: int | None = typer.Option(None, help="Held-out test samples (fixed seed) (default: 64)."),
-    seed: int | None = typer.Option(None, help="Seed of init, latents, masks and test set (default: 0)."),
+    seed: int | None = typer.Option(
+        None, min=0, max=2**63 - 1, help="Seed of init, latents, masks and test set (default: 0)."
+    ),
     input_size: int | None = typer.Option(
         None, help="Backbone working size (default: min(res, 64) for small, min(res, 256) for resnets)."
     ),
@@ -63,6 +65,11 @@ def train(
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out exactly where it stopped."
+    ),
+    init: str | None = typer.Option(
+        None,
+        help="Start from this regressor's weights (run folder, .safetensors or builtin:NAME; same backbone "
+        "and latent shape), e.g. to fine-tune for a further-trained generator.",
     ),
     device: str | None = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available)."),
     max_minutes: float | None = typer.Option(
@@ -89,6 +96,7 @@ def train(
         "lpips_weights": str(lpips_weights) if lpips_weights else None, "w_mse": w_mse, "w_lpips": w_lpips,
         "w_latent": w_latent, "eval_every": eval_every, "test_size": test_size, "seed": seed,
         "input_size": input_size, "device": device, "max_minutes": max_minutes,
+        "init": init,
     }  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}
     if rgb_only:
@@ -146,7 +154,9 @@ def export(
 def evaluate(
     model: str = typer.Argument(..., help="Run folder, .safetensors file or builtin:NAME."),
     n: int = typer.Option(1000, help="Fresh generator samples."),
-    seed: int = typer.Option(123, help="Sampling and mask seed."),
+    seed: int = typer.Option(
+        123, min=0, max=2**63 - 1, help="Sampling and mask seed."
+    ),
     analyzer: str = typer.Option("auto", help="Analyzer for attribute agreement and feature distance: "
                                  "auto (toyfaces generators), none, or an analyzer spec."),
     out: Path = typer.Option(None, help="Write the figures as JSON here."),

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import typer
 
 from ..errors import LatentcompError
+from ..io import atomic_write
 
 
 def sample_images(
@@ -75,21 +74,17 @@ def save_grid(images: torch.Tensor, out: str | Path, nrow: int | None = None) ->
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix or ".png")
-    os.close(fd)
-    try:
-        save_image(images, tmp, nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return out
+    fmt = None if out.suffix else "png"
+    save = lambda tmp: save_image(  # noqa: E731
+        images, tmp, nrow=nrow, normalize=True, value_range=(-1, 1), padding=2, format=fmt
+    )
+    return atomic_write(out, save)
 
 
 def sample_cmd(
     generator: str = typer.Option(..., "--generator", "-g", help="generator spec, e.g. dcgan:netG.pth"),
     n: int = typer.Option(16, "--n", help="number of images"),
-    seed: int = typer.Option(0, "--seed", help="random seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="random seed"),
     out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="output PNG grid"),
     space: str = typer.Option("z", "--space", help="latent space to sample through: z, w or w+"),
     truncation: float = typer.Option(None, "--truncation", help="truncation psi in (0, 1]"),

@@ -59,8 +59,14 @@ class Generator(nn.Module):
         return z.to(self.device)
 
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        """z -> w (N, w_dim). Only for generators with a w space."""
-        raise LatentcompError(f"{type(self).__name__} has no w space (spaces: {self.latent_spaces})")
+        """z -> w (N, w_dim). Only for generators with a w space; z is checked like `forward`'s."""
+        if "w" not in self.latent_spaces:
+            raise LatentcompError(f"{type(self).__name__} has no w space (spaces: {self.latent_spaces})")
+        return self.map_z(self.check_latent(z, "z"))
+
+    def map_z(self, z: torch.Tensor) -> torch.Tensor:
+        """The mapping network itself (subclasses with a w space override this; z is already checked)."""
+        raise NotImplementedError
 
     def to_wplus(self, latent: torch.Tensor, space: str) -> torch.Tensor:
         """Any latent -> w+ (N, num_ws, w_dim), for generators with a w+ space."""
@@ -76,7 +82,9 @@ class Generator(nn.Module):
     def synthesize(self, latent: torch.Tensor, space: str) -> torch.Tensor:
         raise NotImplementedError
 
-    def check_latent(self, latent: torch.Tensor, space: str) -> None:
+    def check_latent(self, latent: torch.Tensor, space: str) -> torch.Tensor:
+        """Refuse a latent of the wrong space, shape or values; return it on G's device, float64 and
+        integer latents (e.g. from numpy) as float32."""
         if space not in self.latent_spaces:
             raise LatentcompError(
                 f"latent space {space!r} is not offered by {type(self).__name__}; "
@@ -94,12 +102,18 @@ class Generator(nn.Module):
             raise LatentcompError(
                 f"latent for space {space!r} has shape {got}; expected (N, {', '.join(map(str, expected))})"
             )
-        if not torch.isfinite(latent).all():
+        if latent.is_complex() or latent.dtype == torch.bool:
+            raise LatentcompError(
+                f"latent for space {space!r} has dtype {latent.dtype}; expected a real number type"
+            )
+        if latent.is_floating_point() and not torch.isfinite(latent).all():
             raise LatentcompError(f"latent for space {space!r} contains NaN or Inf values")
+        if not latent.is_floating_point() or latent.dtype == torch.float64:
+            latent = latent.float()
+        return latent.to(self.device)
 
     def forward(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
-        self.check_latent(latent, space)
-        return self.synthesize(latent, space)
+        return self.synthesize(self.check_latent(latent, space), space)
 
     def features(self, latent: torch.Tensor, layer: str | int, space: str = "z") -> torch.Tensor:
         """Intermediate activation at `layer` (names from `feature_layers()`), for probing."""

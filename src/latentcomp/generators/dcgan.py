@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import LatentcompError
+from ..io import atomic_write, write_text
 from ..safe_pickle import safe_load
 from .base import Generator
 from .registry import register_kind, require_file
@@ -205,18 +204,8 @@ def save_dcgan(net: DCGANNet, path: str | Path, extra: dict | None = None) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = {**net.config, **(extra or {})}
     sd = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(sd, tmp, metadata={"config": json.dumps(cfg, default=str)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    side = path.with_suffix(".json")
-    tmp_json = side.with_suffix(".json.tmp")
-    tmp_json.write_text(json.dumps(cfg, indent=2, default=str) + "\n")
-    os.replace(tmp_json, side)
+    atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata={"config": json.dumps(cfg, default=str)}))
+    write_text(path.with_suffix(".json"), json.dumps(cfg, indent=2, default=str) + "\n")
     return path
 
 

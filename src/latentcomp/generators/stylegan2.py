@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import LatentcompError
+from ..io import atomic_write, write_text
 from .base import Generator
 from .ops import Blur, EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d, Upsample
 from .registry import register_kind
@@ -416,13 +416,9 @@ def save_stylegan2(
         if k in config:
             raise ValueError(f"extra_config may not override {k!r}")
         config[k] = v
-    # write both files under temporary names first, then rename (a crash never leaves a half-written pair)
-    tmp_w = weights_path.with_name(weights_path.name + ".tmp")
-    tmp_c = config_path.with_name(config_path.name + ".tmp")
-    save_file(tensors, str(tmp_w), metadata={"format": FORMAT_NAME})
-    tmp_c.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp_w, weights_path)
-    os.replace(tmp_c, config_path)
+    # each file is written atomically (a crash never leaves a half-written one)
+    atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME}))
+    write_text(config_path, json.dumps(config, indent=2) + "\n")
     return weights_path
 
 
@@ -618,7 +614,7 @@ class StyleGAN2Generator(Generator):
         self.register_buffer("latent_avg", latent_avg.detach().float().reshape(1, -1).clone())
         self.freeze()
 
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+    def map_z(self, z: torch.Tensor) -> torch.Tensor:
         w = self.net.mapping(z)
         if self.truncation != 1:
             w = self.latent_avg + self.truncation * (w - self.latent_avg)

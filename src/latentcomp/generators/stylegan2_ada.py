@@ -692,7 +692,7 @@ class StyleGAN2AdaGenerator(Generator):
         self.register_buffer("w_avg", w_avg.detach().float().reshape(1, -1).clone())
         self.freeze()
 
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+    def map_z(self, z: torch.Tensor) -> torch.Tensor:
         w = self.net.mapping(z, self.label.expand(z.shape[0], -1))
         if self.truncation != 1:
             w = self.w_avg + self.truncation * (w - self.w_avg)

@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LatentcompError
+from ..io import atomic_write, write_text
+from ..training.checkpoint import atomic_torch_save
 
 FORMAT = "latentcomp-analyzer"
 FORMAT_VERSION = 1
@@ -399,14 +401,8 @@ def save_analyzer(net: AnalyzerNet, config: dict, path: str | os.PathLike, half:
     for k, v in net.state_dict().items():
         v = v.detach().cpu().contiguous()
         state[k] = v.half() if (half and v.is_floating_point() and "running_var" not in k) else v
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    js = path.with_suffix(".json")
-    tmp = js.with_name(js.name + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp, js)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
+    write_text(path.with_suffix(".json"), json.dumps(config, indent=2) + "\n")
     return path
 
 
@@ -479,12 +475,6 @@ def _dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     inter = (probs * onehot).sum((0, 2, 3))
     denom = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
     return 1 - ((2 * inter + 1) / (denom + 1)).mean()
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
@@ -561,7 +551,7 @@ def train_analyzer(out: str | os.PathLike, steps: int = 1600, batch: int = 48, s
     n_attr = len(config["attributes"])
 
     def save_ckpt(step):
-        _atomic_torch_save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step,
+        atomic_torch_save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step,
                             "elapsed": elapsed, "config": config, "hparams": hp}, ckpt_path)
 
     def quick_eval():

@@ -17,7 +17,7 @@ import torch
 
 from .common import Sizes, jsonable, log, model_label, png_base64, write_json
 
-EXPERIMENTS = ("tradeoff", "independence", "parts", "rebalance")
+EXPERIMENTS = ("tradeoff", "independence", "parts", "rebalance", "navigate")
 
 
 def _f(v, d: int = 3) -> str:
@@ -57,6 +57,14 @@ def headline(results: dict) -> list[dict]:
         if "regression" in e:
             r["rebalance: share after"] = e["regression"]["share_after"]
             r["rebalance: FID after"] = e["regression"]["realism"]["fid"]
+    for e in results.get("navigate", {}).get("models", []):
+        if "summary" not in e:
+            continue
+        r = rows.setdefault(e["model"], {"model": e["model"]})
+        for kind in ("plain", "conditional"):
+            v = e["summary"].get(f"supervised_{kind}", {})
+            r[f"navigate: flip rate ({kind})"] = v.get("flip_rate")
+            r[f"navigate: others unchanged ({kind})"] = v.get("others_unchanged")
     return list(rows.values())
 
 
@@ -235,6 +243,47 @@ def render_html(results: dict, out: Path) -> str:
                 )
                 parts.append(_table(body, ["set", "share", "edit success", "FID", "coverage"]))
             parts.append(_img(out, e.get("examples"), e.get("examples_note", "")))
+    nv = results.get("navigate")
+    if nv:
+        parts.append("<h2>Navigation: editing directions and how much they interfere</h2>")
+        parts.append(
+            "<p>Per attribute, a supervised direction (linear boundary on analyzer-labelled latents), its "
+            "conditional version (the other attributes' directions projected out) and the best-matching "
+            "unsupervised (PCA / SeFa) direction. Flip rate: share of samples that show the target after "
+            "the edit; others unchanged: share of the other attributes' readings that stay the same. "
+            "Edit by example: regression of a collage with the part pasted from an example; outside change "
+            "is the mean |difference| outside the attribute's parts, navigation read at the same success "
+            "rate.</p>"
+        )
+        if nv.get("skipped"):
+            parts.append(f"<p>{html.escape(nv['skipped'])}</p>")
+        for e in nv.get("models", []):
+            if "summary" not in e:
+                parts.append(f"<h3>{html.escape(e['model'])}</h3><p>{html.escape(e['skipped'])}</p>")
+                continue
+            parts.append(
+                f"<h3>{html.escape(e['model'])} (directions in {e['space']}, "
+                f"strength {e['strength']:g} std)</h3>"
+            )
+            body = [
+                [k.replace("_", " "), v.get("flip_rate"), v.get("others_unchanged"),
+                 v.get("others_unchanged_when_flipped")]
+                for k, v in e["summary"].items()
+            ]  # fmt: skip
+            parts.append(_table(body, ["directions", "flip rate", "others unchanged", "… when flipped"]))
+            c = e.get("comparison") or {}
+            if c.get("comparable"):
+                parts.append(
+                    f"<p>Edit by example vs navigation on {c['comparable']} comparable targets: navigation "
+                    f"more local on {c['navigation_more_local']}; mean change outside the part "
+                    f"{_f(c['navigation_matched_outside_change'])} (navigation, at edit by example's "
+                    f"success {_f(c['example_success'])}) vs {_f(c['example_outside_change'])} "
+                    "(edit by example).</p>"
+                )
+        parts.append(
+            _img(out, nv.get("plot"), "Strips of edits (columns: strength in std); all targets' strips "
+                 "are in navigate/strips/.")
+        )  # fmt: skip
     parts.append("<h2>Settings</h2><pre>" + html.escape(json.dumps(jsonable(meta), indent=1)) + "</pre>")
     parts.append("</body></html>")
     return "\n".join(p for p in parts if p)
@@ -255,6 +304,7 @@ def run_report(
     """Run the experiments and write report.html + report.json (+ each experiment's files) into `out`."""
     from .. import io
     from .independence import run_independence
+    from .navigation import run_navigation
     from .parts import run_parts
     from .rebalance import run_rebalance
     from .tradeoff import run_tradeoff
@@ -275,6 +325,8 @@ def run_report(
             results[name] = run_parts(pipes, out, analyzer, sizes, seed)
         elif name == "rebalance":
             results[name] = run_rebalance(pipes, out, analyzer, sizes, seed)
+        elif name == "navigate":
+            results[name] = run_navigation(pipes, out, analyzer, quick=quick, seed=seed)
         timings[name] = time.perf_counter() - t
         cpu[name] = time.process_time() - c
         log(f"report: {name} done in {timings[name]:.0f} s")

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LatentcompError
+from ..io import atomic_write
+from .checkpoint import atomic_torch_save, atomic_write_json, load_state
 from .discriminator import Discriminator
 
 
@@ -151,13 +153,6 @@ def recalibrated_batchnorm(net: nn.Module, cfg: GANConfig, batches: int = 16) ->
 # checkpoints
 
 
-def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _rng_state(gen: torch.Generator) -> dict:
@@ -171,6 +166,7 @@ class GANTrainer:
         if resume:
             if not ckpt_path.is_file():
                 raise LatentcompError(f"--resume: no checkpoint at {ckpt_path}")
+            state = load_state(ckpt_path)  # read first: a bad checkpoint stops before anything is written
             saved = json.loads((self.out / "config.json").read_text())
             self.cfg = cfg = GANConfig(**{**saved, "steps": cfg.steps})
         elif ckpt_path.exists():
@@ -178,7 +174,7 @@ class GANTrainer:
                 f"{self.out} already holds a run; pass --resume to continue it or pick a new --out"
             )
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        atomic_write_json(self.out / "config.json", asdict(cfg))
 
         torch.manual_seed(cfg.seed)
         self.device = torch.device(cfg.device)
@@ -202,7 +198,6 @@ class GANTrainer:
         self.fixed_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(12345))
         self.elapsed = 0.0
         if resume:
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
             self.G_ema.load_state_dict(state["G_ema"])
@@ -318,7 +313,9 @@ class GANTrainer:
             self.save()
         import torchvision
 
-        torchvision.utils.save_image(self.sample_grid(), self.out / "samples.png", nrow=8)
+        grid = self.sample_grid()
+        save = lambda tmp: torchvision.utils.save_image(grid, tmp, nrow=8, format="png")  # noqa: E731
+        atomic_write(self.out / "samples.png", save)
 
 
 def _grid(images: torch.Tensor) -> torch.Tensor:

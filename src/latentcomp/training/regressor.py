@@ -85,10 +85,11 @@ class TrainConfig:
     tensorboard: bool = True
     progress: bool = True
     resume: bool = False
+    init: str | None = None  # start from this regressor's weights (fine-tuning, e.g. for a newer G)
 
     # options that may change when a run is resumed; all others must match the saved run
     RESUMABLE_CHANGES = ("out", "steps", "eval_every", "device", "log_every", "tensorboard", "progress",
-                         "resume", "lpips_weights", "real", "max_minutes")  # fmt: skip
+                         "resume", "lpips_weights", "real", "max_minutes", "init")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -341,6 +342,8 @@ class RegressorTrainer:
         self.wall_s = 0.0
         if self.state is not None:
             self._load_state(self.state)
+        elif cfg.init:
+            self._init_from(cfg.init)
         self.model: nn.Module = self.E
         if self.dist.world > 1:
             convert_dist_batchnorm(self.E)
@@ -385,6 +388,23 @@ class RegressorTrainer:
                 "which is not available"
             ) from e
         return load_analyzer(spec, device=str(device))
+
+    def _init_from(self, src: str) -> None:
+        """Copy the weights of an existing regressor of the same layout into E (a warm start)."""
+        from ..regressors import load_regressor
+
+        donor = load_regressor(src)
+        ours, theirs = self.E.state_dict(), donor.state_dict()
+        wrong = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
+        if wrong or set(theirs) - set(ours):
+            raise LatentcompError(
+                f"--init {src}: its layout ({donor.backbone_name}, space {donor.space}, latent shape "
+                f"{tuple(donor.latent_shape)}) does not match this run's ({self.E.backbone_name}, space "
+                f"{self.E.space}, latent shape {tuple(self.E.latent_shape)})"
+            )
+        self.E.load_state_dict(theirs)
+        if self.dist.is_main:
+            _log(f"initialised from {src}")
 
     def _load_state(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:

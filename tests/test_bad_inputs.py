@@ -537,3 +537,11 @@ def test_unwritable_output_folder(cli_files, tmp_path, capsys, command):
     assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
     assert "blocker" in lines[0], lines[0]  # names the path that could not be written
     assert {p.name: p.stat().st_size for p in tmp_path.iterdir()} == before  # nothing written
+
+
+def test_seed_out_of_range_is_refused_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    args = ["sample", "--generator", "builtin:tiny-random", "--seed", str(2**64), "--out", str(out)]
+    code, err = _cli(args, capsys)
+    assert code == 2 and "--seed" in err and "9223372036854775807" in err
+    assert not out.exists()

@@ -310,7 +310,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         write(Path(tmp))
         # mkstemp (and some writers, e.g. safetensors) make 0600 files; give the usual permissions
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb+") as f:  # on disk before the rename, so a crash leaves old or new, never half
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -324,10 +324,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return p
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it; done once, at import (thread safety)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -17,7 +17,9 @@ def train(
     data: str = typer.Option(
         "toyfaces", help="toyfaces, mnist (../shared/real/mnist or $LATENTCOMP_MNIST) or an image folder."
     ),
-    arch: str = typer.Option("dcgan", help="dcgan or stylegan2."),
+    arch: str = typer.Option(
+        "dcgan", help="dcgan, stylegan2 or gansformer (--z-dim: a multiple of 16, split into 8 or 4 parts)."
+    ),
     resolution: int = typer.Option(64, help="Output resolution."),
     steps: int = typer.Option(10000, help="Total training steps (with --resume: the new total)."),
     batch: int = typer.Option(32, help="Batch size."),
@@ -43,9 +45,9 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     if lr is None:
-        lr = 0.002 if arch == "stylegan2" else 0.0002
+        lr = 0.002 if arch in ("stylegan2", "gansformer") else 0.0002
     if d_lr is None:
-        d_lr = 0.0004 if arch == "stylegan2" else lr
+        d_lr = 0.0004 if arch in ("stylegan2", "gansformer") else lr
     cfg = GANConfig(
         data=data,
         arch=arch,

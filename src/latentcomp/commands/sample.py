@@ -9,7 +9,7 @@ import torch
 import typer
 
 from ..errors import LatentcompError
-from ..io import atomic_write
+from ..io import _SAVE_FORMAT, atomic_write
 
 
 def sample_images(
@@ -74,7 +74,7 @@ def save_grid(images: torch.Tensor, out: str | Path, nrow: int | None = None) ->
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
-    fmt = None if out.suffix else "png"
+    fmt = _SAVE_FORMAT.get(out.suffix.lower(), "PNG")  # the temp file's own suffix says nothing
     save = lambda tmp: save_image(  # noqa: E731
         images, tmp, nrow=nrow, normalize=True, value_range=(-1, 1), padding=2, format=fmt
     )

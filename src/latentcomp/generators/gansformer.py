@@ -1092,7 +1092,7 @@ def read_gansformer_pickle(path) -> dict:
     return data
 
 
-def _grid_pos_from_record(record, prefix: str, tensors: dict) -> None:
+def _drop_duplicate_positions(prefix: str, tensors: dict) -> None:
     """trainable2d positions: `grid_pos` is the same parameter as `pos0`; keep one copy (grid_pos)."""
     for key in [k for k in tensors if k.startswith(prefix) and k.rsplit(".", 1)[-1] in ("pos0", "pos1")]:
         layer = key.rsplit(".", 1)[0]
@@ -1121,7 +1121,7 @@ def load_gansformer_pickle(path) -> tuple[GANsformerNet, dict]:
     net = _build(arch, str(p))
     tensors = G.named_tensors()
     if arch["synthesis_kwargs"]["pos_type"] == "trainable2d":
-        _grid_pos_from_record(G, "synthesis.", tensors)
+        _drop_duplicate_positions("synthesis.", tensors)
     _load_tensors(net, tensors, f"{p}: Gs")
     config = {"format": "gansformer-pytorch", "architecture": net.config()}
     if arch["ignored"]:

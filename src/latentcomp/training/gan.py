@@ -106,13 +106,19 @@ def build_generator_net(cfg: GANConfig, channels: int) -> nn.Module:
         return StyleGAN2Net(
             cfg.resolution, style_dim=cfg.z_dim, n_mlp=4, channels=widths, img_channels=channels
         )
-    raise LatentcompError(f"--arch {cfg.arch!r} is not supported; use dcgan or stylegan2")
+    if cfg.arch == "gansformer":
+        from ..generators.gansformer import build_gansformer
+
+        return build_gansformer(cfg.resolution, cfg.z_dim, width=cfg.width, channels=channels)
+    raise LatentcompError(f"--arch {cfg.arch!r} is not supported; use dcgan, stylegan2 or gansformer")
 
 
 def generate(net: nn.Module, cfg: GANConfig, z: torch.Tensor, noise: str = "random") -> torch.Tensor:
     if cfg.arch == "stylegan2":
         w = net.mapping(z)
         return net.synthesis(w.unsqueeze(1).repeat(1, net.num_ws, 1), noise_mode=noise)
+    if cfg.arch == "gansformer":  # the flat z is split into the k latent components
+        return net(z.view(z.shape[0], net.k, -1), noise_mode=noise)
     return net(z.view(z.shape[0], -1, 1, 1))
 
 
@@ -122,6 +128,10 @@ def export_generator(net: nn.Module, cfg: GANConfig, path: Path, extra: dict) ->
         from ..generators.dcgan import save_dcgan
 
         save_dcgan(recalibrated_batchnorm(net, cfg), path, extra=extra)
+    elif cfg.arch == "gansformer":
+        from ..generators.gansformer import save_gansformer
+
+        save_gansformer(net, path, extra_config=extra)
     else:
         from ..generators.stylegan2 import save_stylegan2
 
@@ -183,7 +193,7 @@ class GANTrainer:
         self.G = build_generator_net(cfg, channels).to(self.device)
         self.D = Discriminator(cfg.resolution, channels, width=cfg.width).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        betas = (0.0, 0.99) if cfg.arch == "stylegan2" else (0.5, 0.99)
+        betas = (0.0, 0.99) if cfg.arch in ("stylegan2", "gansformer") else (0.5, 0.99)
         r1_ratio = cfg.r1_every / (cfg.r1_every + 1)  # lazy regularisation, as in StyleGAN2
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
         # the discriminator has plain (not equalized-lr) layers, so it may need a smaller rate than an

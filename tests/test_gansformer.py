@@ -554,3 +554,22 @@ def test_gan_training_exports_a_loadable_gansformer(tmp_path):
     torch.testing.assert_close(x, ref)
     with pytest.raises(LatentcompError, match="--z-dim divisible by 16"):
         GANTrainer(GANConfig(arch="gansformer", resolution=32, pool_size=8, z_dim=24), tmp_path / "bad")
+
+
+def test_regressor_and_pipeline_work_in_z_space(tmp_path):
+    from latentcomp.edit.pipeline import Pipeline
+    from latentcomp.generators.gansformer import build_gansformer
+    from latentcomp.regressors import build_regressor
+
+    torch.manual_seed(0)
+    save_gansformer(build_gansformer(32, 64, width=4), tmp_path / "g")
+    G = load_generator(f"gansformer:{tmp_path / 'g'}")
+    E = build_regressor(G, space="z")
+    assert E.space == "z" and E.latent_shape == G.latent_shape
+    pipe = Pipeline(G, E)
+    a, b = G(_z(G, 1, seed=1)), G(_z(G, 1, seed=2))
+    top = torch.zeros(1, 1, 32, 32)
+    top[..., :16, :] = 1
+    out = pipe.compose([a, b], [top, 1 - top])
+    assert out.image.shape == (1, 3, 32, 32) and out.latent.shape == (1, *G.latent_shape)
+    assert torch.isfinite(out.image).all()

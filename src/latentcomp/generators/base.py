@@ -7,8 +7,6 @@ gradients, the latent does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
@@ -82,6 +80,17 @@ class Generator(nn.Module):
     def synthesize(self, latent: torch.Tensor, space: str) -> torch.Tensor:
         raise NotImplementedError
 
+    #: appended to a wrong-shape error (e.g. how a structured latent is laid out)
+    shape_hint: str = ""
+
+    def space_shape(self, space: str) -> tuple[int, ...]:
+        """Shape of one latent of `space`, without the batch axis."""
+        if space == "z":
+            return tuple(self.latent_shape)
+        if space == "w":
+            return (self.w_dim,)
+        return (self.num_ws, self.w_dim)
+
     def check_latent(self, latent: torch.Tensor, space: str) -> torch.Tensor:
         """Refuse a latent of the wrong space, shape or values; return it on G's device, float64 and
         integer latents (e.g. from numpy) as float32."""
@@ -90,17 +99,12 @@ class Generator(nn.Module):
                 f"latent space {space!r} is not offered by {type(self).__name__}; "
                 f"accepted: {', '.join(self.latent_spaces)}"
             )
-        expected: Sequence[int]
-        if space == "z":
-            expected = self.latent_shape
-        elif space == "w":
-            expected = (self.w_dim,)
-        else:
-            expected = (self.num_ws, self.w_dim)
-        if not isinstance(latent, torch.Tensor) or tuple(latent.shape[1:]) != tuple(expected):
+        expected = self.space_shape(space)
+        if not isinstance(latent, torch.Tensor) or tuple(latent.shape[1:]) != expected:
             got = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
             raise LatentcompError(
                 f"latent for space {space!r} has shape {got}; expected (N, {', '.join(map(str, expected))})"
+                + self.shape_hint
             )
         if latent.is_complex() or latent.dtype == torch.bool:
             raise LatentcompError(

@@ -31,7 +31,6 @@ Checkpoints:
 
 from __future__ import annotations
 
-import json
 import math
 import zipfile
 from pathlib import Path
@@ -41,8 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LatentcompError
-from ..io import atomic_write, write_text
 from .base import Generator
+from .own_format import load_pair, save_pair
 from .registry import register_kind
 from .stylegan2_ada import _ACTIVATIONS, _conv_up, bias_act, setup_filter, upsample2d
 
@@ -888,28 +887,9 @@ class GANsformerGenerator(Generator):
             "w+": (self.components, self.num_ws, self.w_dim),
         }[space]
 
-    def check_latent(self, latent: torch.Tensor, space: str) -> torch.Tensor:
-        if space not in self.latent_spaces:
-            raise LatentcompError(
-                f"latent space {space!r} is not offered by {type(self).__name__}; "
-                f"accepted: {', '.join(self.latent_spaces)}"
-            )
-        expected = self.space_shape(space)
-        if not isinstance(latent, torch.Tensor) or tuple(latent.shape[1:]) != expected:
-            got = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
-            raise LatentcompError(
-                f"latent for space {space!r} has shape {got}; expected (N, {', '.join(map(str, expected))}) "
-                f"({self.components} components, the last one global)"
-            )
-        if latent.is_complex() or latent.dtype == torch.bool:
-            raise LatentcompError(
-                f"latent for space {space!r} has dtype {latent.dtype}; expected a real number type"
-            )
-        if latent.is_floating_point() and not torch.isfinite(latent).all():
-            raise LatentcompError(f"latent for space {space!r} contains NaN or Inf values")
-        if not latent.is_floating_point() or latent.dtype == torch.float64:
-            latent = latent.float()
-        return latent.to(self.device)
+    @property
+    def shape_hint(self) -> str:
+        return f" ({self.components} components, the last one global)"
 
     def map_z(self, z: torch.Tensor) -> torch.Tensor:
         w = self.net.mapping(z, self.label.expand(z.shape[0], -1), pos=self.net.pos)
@@ -962,58 +942,19 @@ class GANsformerGenerator(Generator):
 
 # --------------------------------------------------------------------------------------------------
 # latentcomp's own format
-def _format_paths(path) -> tuple[Path, Path]:
-    p = Path(path).expanduser()
-    if p.suffix == ".safetensors":
-        return p, p.with_suffix(".json")
-    if p.suffix == ".json":
-        return p.with_suffix(".safetensors"), p
-    return p / "generator.safetensors", p / "generator.json"
-
-
 def save_gansformer(net: GANsformerNet, path, extra_config: dict | None = None) -> Path:
     """Save `net` as safetensors (official state-dict keys) + JSON config; returns the .safetensors path.
 
     path: a folder (folder/generator.safetensors + folder/generator.json) or X.safetensors (X.json beside
     it). Each file is written atomically. Load with `load_generator("gansformer:PATH")`.
     """
-    from safetensors.torch import save_file
-
-    weights_path, config_path = _format_paths(path)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
-    config = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "architecture": net.config()}
-    for k, v in (extra_config or {}).items():
-        if k in config:
-            raise ValueError(f"extra_config may not override {k!r}")
-        config[k] = v
-    atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME}))
-    write_text(config_path, json.dumps(config, indent=2) + "\n")
-    return weights_path
+    return save_pair(path, tensors, FORMAT_NAME, FORMAT_VERSION, net.config(), extra_config)
 
 
 def _load_own_format(p: Path) -> tuple[GANsformerNet, dict]:
-    from safetensors.torch import load_file
-
-    weights_path, config_path = _format_paths(p)
-    for f in (weights_path, config_path):
-        if not f.is_file():
-            raise LatentcompError(
-                f"GANsformer file not found: {f} (latentcomp format = generator.safetensors + generator.json "
-                "in a folder, or X.safetensors + X.json)"
-            )
-    try:
-        config = json.loads(config_path.read_text())
-        arch = config["architecture"]
-        if not isinstance(arch, dict):
-            raise TypeError("architecture is not an object")
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise LatentcompError(f"{config_path}: not a latentcomp GANsformer config ({e})") from None
-    if config.get("format") != FORMAT_NAME:
-        raise LatentcompError(f"{config_path}: format is {config.get('format')!r}; expected {FORMAT_NAME!r}")
-    try:
-        tensors = load_file(str(weights_path))
-    except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
-        raise LatentcompError(f"{weights_path}: cannot read safetensors ({type(e).__name__}: {e})") from None
+    tensors, config, weights_path, config_path = load_pair(p, FORMAT_NAME, "GANsformer")
+    arch = config["architecture"]
     net = _build(arch, str(config_path))
     _load_tensors(net, tensors, str(weights_path))
     return net, config

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,9 +14,9 @@ import torch
 from torch import nn
 
 from ..errors import LatentcompError
-from ..io import atomic_write, write_text
 from .base import Generator
 from .ops import Blur, EqualConv2d, EqualLinear, FusedLeakyReLU, ModulatedConv2d, Upsample
+from .own_format import load_pair, save_pair
 from .registry import register_kind
 
 
@@ -379,16 +378,6 @@ FORMAT_NAME = "latentcomp-stylegan2"
 FORMAT_VERSION = 1
 
 
-def _format_paths(path) -> tuple[Path, Path]:
-    """folder -> folder/generator.{safetensors,json}; X.safetensors -> (X.safetensors, X.json)."""
-    p = Path(path).expanduser()
-    if p.suffix == ".safetensors":
-        return p, p.with_suffix(".json")
-    if p.suffix == ".json":
-        return p.with_suffix(".safetensors"), p
-    return p / "generator.safetensors", p / "generator.json"
-
-
 def save_stylegan2(
     net: StyleGAN2Net,
     path,
@@ -403,23 +392,11 @@ def save_stylegan2(
     given); the JSON holds {"format", "version", "architecture": net.config(), **extra_config}.
     Load it back with `load_stylegan2_net(path)` or `load_generator("stylegan2:PATH")`.
     """
-    from safetensors.torch import save_file
-
-    weights_path, config_path = _format_paths(path)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
     if latent_avg is None:
         latent_avg = net.mean_latent(4096, generator=torch.Generator().manual_seed(0))
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
     tensors["latent_avg"] = latent_avg.detach().to("cpu", torch.float32).reshape(1, -1).contiguous()
-    config = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "architecture": net.config()}
-    for k, v in (extra_config or {}).items():
-        if k in config:
-            raise ValueError(f"extra_config may not override {k!r}")
-        config[k] = v
-    # each file is written atomically (a crash never leaves a half-written one)
-    atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME}))
-    write_text(config_path, json.dumps(config, indent=2) + "\n")
-    return weights_path
+    return save_pair(path, tensors, FORMAT_NAME, FORMAT_VERSION, net.config(), extra_config)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -507,28 +484,8 @@ def load_stylegan2_net(path) -> tuple[StyleGAN2Net, torch.Tensor | None, dict]:
     """
     p = Path(path).expanduser()
     if _is_own_format(p):
-        from safetensors.torch import load_file
-
-        weights_path, config_path = _format_paths(p)
-        for f in (weights_path, config_path):
-            if not f.is_file():
-                raise LatentcompError(
-                    f"StyleGAN2 file not found: {f} (latentcomp format = generator.safetensors + "
-                    "generator.json in a folder, or X.safetensors + X.json)"
-                )
-        try:
-            config = json.loads(config_path.read_text())
-            arch = config["architecture"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise LatentcompError(f"{config_path}: not a latentcomp StyleGAN2 config ({e})") from None
-        if config.get("format") != FORMAT_NAME:
-            raise LatentcompError(
-                f"{config_path}: format is {config.get('format')!r}; expected {FORMAT_NAME!r}"
-            )
-        try:
-            tensors = load_file(str(weights_path))
-        except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
-            raise LatentcompError(f"{weights_path}: cannot read safetensors ({e})") from None
+        tensors, config, weights_path, _ = load_pair(p, FORMAT_NAME, "StyleGAN2")
+        arch = config["architecture"]
         latent_avg = tensors.pop("latent_avg", None)
         net = build_and_load(arch, tensors, str(weights_path))
         return net, latent_avg, config

@@ -698,6 +698,10 @@ def resolve_arch(arch: dict, where: str = "gansformer") -> dict:
     return {**top, "mapping_kwargs": mapping, "synthesis_kwargs": synthesis, "ignored": ignored}
 
 
+#: options of the bipartite attention, given separately to the synthesis and the mapping network
+_ATTENTION_KEYS = ("num_heads", "attention_dropout", "integration", "norm", "kmeans", "kmeans_iters")
+
+
 class GANsformerNet(nn.Module):
     """The official `Generator` rebuilt natively: `pos` (k-1, w_dim), `mapping`, `synthesis` (same
     state-dict keys). Takes the official constructor kwargs; see `resolve_arch`."""
@@ -732,10 +736,7 @@ class GANsformerNet(nn.Module):
         self.z_dim, self.c_dim, self.w_dim, self.k = z_dim, c_dim, w_dim, k
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.pos = nn.Parameter(torch.rand(k - 1, w_dim)) if k > 1 else None
-        attn = {
-            key: s[key]
-            for key in ("num_heads", "attention_dropout", "integration", "norm", "kmeans", "kmeans_iters")
-        }
+        attn = {key: s[key] for key in _ATTENTION_KEYS}
         self.synthesis = SynthesisNetwork(
             w_dim,
             k,
@@ -761,10 +762,7 @@ class GANsformerNet(nn.Module):
             attn_kwargs=attn,
         )
         self.num_ws = self.synthesis.num_ws
-        sa = {
-            key: m[key]
-            for key in ("num_heads", "attention_dropout", "integration", "norm", "kmeans", "kmeans_iters")
-        }
+        sa = {key: m[key] for key in _ATTENTION_KEYS}
         self.mapping = MappingNetwork(
             z_dim,
             c_dim,

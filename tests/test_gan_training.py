@@ -3,6 +3,7 @@ import torch
 
 import latentcomp as lc
 from latentcomp.errors import LatentcompError
+from latentcomp.io import _UMASK
 from latentcomp.training.gan import GANConfig, GANTrainer
 
 
@@ -67,15 +68,7 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     import stat
 
     GANTrainer(tiny("dcgan", 2), tmp_path / "run").train(progress=False, log_dir=False)
-    expected = 0o666 & ~_umask()
+    expected = 0o666 & ~_UMASK
     for name in ("checkpoint.pt", "config.json", "generator.safetensors", "generator.json", "samples.png"):
         mode = stat.S_IMODE(os.stat(tmp_path / "run" / name).st_mode)
         assert mode == expected, (name, oct(mode))
-
-
-def _umask():
-    import os
-
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

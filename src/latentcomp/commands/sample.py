@@ -72,7 +72,6 @@ def save_grid(images: torch.Tensor, out: str | Path, nrow: int | None = None) ->
     from torchvision.utils import save_image
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
     fmt = _SAVE_FORMAT.get(out.suffix.lower(), "PNG")  # the temp file's own suffix says nothing
     save = lambda tmp: save_image(  # noqa: E731

@@ -36,24 +36,6 @@ def _pad4(pad: Sequence[int]) -> tuple[int, int, int, int]:
     raise ValueError(f"pad must have 2 or 4 entries, got {pad}")
 
 
-def _filter2d(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Valid cross-correlation of (M, 1, H, W) with a small (kh, kw) kernel, as shifted multiply-adds.
-
-    Equivalent to F.conv2d(x, weight[None, None]); written as slices because a one-channel conv2d (and
-    above all its backward) is very slow on CPU, while these elementwise ops are fast on any device.
-    A separable kernel (all FIR kernels StyleGAN2 uses) takes two 1-D passes.
-    """
-    kh, kw = weight.shape
-    h, w = x.shape[2] - kh + 1, x.shape[3] - kw + 1
-    col, row = weight.sum(1), weight.sum(0)
-    total = weight.sum()
-    if total.abs() > 0 and torch.allclose(torch.outer(col, row) / total, weight, atol=1e-6):
-        row = row / total
-        tmp = sum(row[j] * x[:, :, :, j : j + w] for j in range(kw))
-        return sum(col[i] * tmp[:, :, i : i + h, :] for i in range(kh))
-    return sum(weight[i, j] * x[:, :, i : i + h, j : j + w] for i in range(kh) for j in range(kw))
-
-
 def upfirdn2d(
     x: torch.Tensor,
     kernel: torch.Tensor,
@@ -65,16 +47,20 @@ def upfirdn2d(
 
     x: (N, C, H, W); kernel: (kh, kw); up/down: int or (x, y); pad: (p0, p1) for both axes or
     (x0, x1, y0, y1); negative pads crop. Output height: (H*up_y + y0 + y1 - kh) // down_y + 1.
+
+    The filter is one depthwise conv (groups=C) whose stride does the downsampling: on CPU that is 5-20x
+    faster, forward and backward, than filtering as shifted slices or as a one-channel conv over N*C
+    images (measured in the session that made the change; `make bench` shows the effect on E + G).
     """
     upx, upy = (up, up) if isinstance(up, int) else up
     downx, downy = (down, down) if isinstance(down, int) else down
     x0, x1, y0, y1 = _pad4(pad)
     n, c, h, w = x.shape
-    out = x.reshape(n * c, 1, h, w)
+    out = x
     if upx > 1 or upy > 1:
-        out = out.reshape(n * c, 1, h, 1, w, 1)
+        out = out.reshape(n, c, h, 1, w, 1)
         out = F.pad(out, [0, upx - 1, 0, 0, 0, upy - 1])
-        out = out.reshape(n * c, 1, h * upy, w * upx)
+        out = out.reshape(n, c, h * upy, w * upx)
     # positive pads grow, negative pads crop
     out = F.pad(out, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
     out = out[
@@ -83,10 +69,9 @@ def upfirdn2d(
         max(-y0, 0) : out.shape[2] - max(-y1, 0),
         max(-x0, 0) : out.shape[3] - max(-x1, 0),
     ]
-    kernel = kernel.to(dtype=out.dtype, device=out.device)
-    out = _filter2d(out, torch.flip(kernel, [0, 1]))
-    out = out[:, :, ::downy, ::downx]
-    return out.reshape(n, c, out.shape[2], out.shape[3])
+    weight = torch.flip(kernel, [0, 1]).to(dtype=out.dtype, device=out.device)
+    weight = weight[None, None].expand(c, 1, *weight.shape)
+    return F.conv2d(out, weight, stride=(downy, downx), groups=c)
 
 
 def fused_leaky_relu(

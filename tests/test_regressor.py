@@ -130,7 +130,7 @@ def test_bad_files_name_the_file(tmp_path):
     reg = build_regressor(fake_generator(), backbone="small")
     save_regressor(reg, tmp_path / "m")
     cfg = json.loads((tmp_path / "m.json").read_text())
-    (tmp_path / "m.json").write_text(json.dumps({**cfg, "latent_shape": [99]}))
+    (tmp_path / "m.json").write_text(json.dumps({**cfg, "latent_shape": [99], "out_shape": [99]}))
     with pytest.raises(LatentcompError, match=r"m.safetensors do not match its config.*head.weight"):
         load_regressor(tmp_path / "m.safetensors")
     (tmp_path / "m.json").write_text("{broken")

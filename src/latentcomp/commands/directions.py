@@ -28,14 +28,9 @@ def _load_analyzer(spec: str):
 
 def _pipeline(model: str, device: str | None = None, allow_untrained: bool = False):
     """A Pipeline by model name; a plain generator spec gets an untrained regressor (smoke tests only)."""
-    from ..edit.pipeline import Pipeline
+    from ..edit.pipeline import MODEL_ALIASES, Pipeline
 
-    aliases = {
-        "builtin:toyfaces": "toyfaces",
-        "builtin:toyfaces-dcgan": "toyfaces",
-        "builtin:toyfaces-stylegan2": "toyfaces-stylegan2",
-    }
-    name = aliases.get(model, model)
+    name = MODEL_ALIASES.get(model, model)
     try:
         return Pipeline.from_pretrained(name, device=device)
     except LatentcompError as first:

@@ -55,10 +55,10 @@ def completion_latents(pipe, x: torch.Tensor, m: torch.Tensor, k: int, seed: int
     if method == "fill":
         samples = _chunked(lambda zz: G(zz, space="z"), z).clamp(-1, 1)
     else:
-        w = G.mapping(z)
+        w = G.to_wplus(G.mapping(z), "w")  # the layer axis is -2 (a GANsformer has components before it)
         mixed = base.repeat_interleave(k - 1, 0).clone()
-        split = max(1, mixed.shape[1] // 2)
-        mixed[:, split:] = w.unsqueeze(1)
+        split = max(1, mixed.shape[-2] // 2)
+        mixed[..., split:, :] = w[..., split:, :]
         samples = _chunked(lambda ll: G(ll, space="w+"), mixed).clamp(-1, 1)
     filled = xs * ms + samples * (1 - ms)
     lat = _chunked(lambda a, b: E(a, b), filled, ones)

@@ -28,6 +28,14 @@ PRETRAINED = {
     "toyfaces": "builtin:toyfaces-dcgan-regressor",
     "toyfaces-dcgan": "builtin:toyfaces-dcgan-regressor",
     "toyfaces-stylegan2": "builtin:toyfaces-stylegan2-regressor",
+    "toyfaces-gansformer": "builtin:toyfaces-gansformer-regressor",
+}
+# bundled generator specs that users also write for the bundled pipelines -> their short names
+MODEL_ALIASES = {
+    "builtin:toyfaces": "toyfaces",
+    "builtin:toyfaces-dcgan": "toyfaces",
+    "builtin:toyfaces-stylegan2": "toyfaces-stylegan2",
+    "builtin:toyfaces-gansformer": "toyfaces-gansformer",
 }
 
 
@@ -94,10 +102,12 @@ class Pipeline:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, name: str = "toyfaces", device: str | torch.device | None = None) -> Pipeline:
-        """Load by name: toyfaces | toyfaces-stylegan2 | builtin:NAME | a regressor run folder or file."""
+        """Load by name: toyfaces | toyfaces-stylegan2 | toyfaces-gansformer | builtin:NAME | a regressor run
+        folder or file."""
         from ..regressors import load_regressor
 
-        src = PRETRAINED.get(str(name), str(name))
+        name = MODEL_ALIASES.get(str(name), str(name))
+        src = PRETRAINED.get(name, name)
         try:
             E = load_regressor(src)
         except LatentcompError as e:

@@ -21,6 +21,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 BUNDLED = {
     "toyfaces-dcgan": ("dcgan", "toyfaces-dcgan.safetensors"),
     "toyfaces-stylegan2": ("stylegan2", "toyfaces-stylegan2.safetensors"),
+    "toyfaces-gansformer": ("gansformer", "toyfaces-gansformer.safetensors"),
 }
 TINY = ("tiny-random", "tiny-random-stylegan2")
 

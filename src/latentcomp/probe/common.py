@@ -15,13 +15,6 @@ import torch
 
 from ..errors import LatentcompError
 
-# names that users (and the brief) write for the bundled pipelines
-ALIASES = {
-    "builtin:toyfaces": "toyfaces",
-    "builtin:toyfaces-dcgan": "toyfaces",
-    "builtin:toyfaces-stylegan2": "toyfaces-stylegan2",
-}
-
 
 @dataclass
 class Sizes:
@@ -71,9 +64,9 @@ def load_pipeline(spec: str, device: str | None = None):
     """A Pipeline from anything `Pipeline.from_pretrained` accepts (toyfaces, toyfaces-stylegan2,
     builtin:NAME, a regressor run or file). A plain generator spec (e.g. builtin:tiny-random) gets a
     fresh, untrained regressor, with a notice: useful for smoke tests only (`pipe.untrained = True`)."""
-    from ..edit.pipeline import Pipeline
+    from ..edit.pipeline import MODEL_ALIASES, Pipeline
 
-    name = ALIASES.get(str(spec), str(spec))
+    name = MODEL_ALIASES.get(str(spec), str(spec))
     try:
         pipe = Pipeline.from_pretrained(name, device=device)
         pipe.untrained = False

@@ -8,6 +8,8 @@ Output: the generator's latent in the regressor's space:
   z  -> (N, *latent_shape)          (e.g. (N, 512) or (N, 512, 1, 1))
   w  -> (N, w_dim)
   w+ -> (N, num_ws, w_dim)          (a 1x1 conv after the last stage to num_ws * w_dim, global pool)
+Generators whose w / w+ latents have another shape (a GANsformer's (k, w_dim), (k, num_ws, w_dim)) give
+it as `out_shape` (`build_regressor` reads `generator.space_shape(space)`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class Regressor(nn.Module):
         w_dim: int = 0,
         rgbm: bool = True,
         input_size: int | None = None,
+        out_shape: tuple[int, ...] | list[int] | None = None,
     ):
         super().__init__()
         if space not in SPACES:
@@ -122,11 +125,11 @@ class Regressor(nn.Module):
         in_ch = self.channels + 1 if self.rgbm else self.channels
         self.backbone = SmallConvNet(in_ch) if backbone == "small" else ResNetTrunk(backbone, in_ch)
         feat = self.backbone.out_channels
+        default_shape = {"z": self.latent_shape, "w": (self.w_dim,), "w+": (self.num_ws, self.w_dim)}[space]
+        self.out_shape: tuple[int, ...] = tuple(int(s) for s in (out_shape or default_shape))
         if space == "w+":
-            self.head = nn.Conv2d(feat, self.num_ws * self.w_dim, kernel_size=1)
-            self.out_shape: tuple[int, ...] = (self.num_ws, self.w_dim)
+            self.head = nn.Conv2d(feat, math.prod(self.out_shape), kernel_size=1)
         else:
-            self.out_shape = self.latent_shape if space == "z" else (self.w_dim,)
             self.head = nn.Linear(feat, math.prod(self.out_shape))
 
     # -- description -------------------------------------------------------------------------------
@@ -145,6 +148,7 @@ class Regressor(nn.Module):
             "w_dim": self.w_dim,
             "rgbm": self.rgbm,
             "input_size": self.input_size,
+            "out_shape": list(self.out_shape),
         }
 
     @classmethod
@@ -160,6 +164,7 @@ class Regressor(nn.Module):
             "w_dim",
             "rgbm",
             "input_size",
+            "out_shape",  # absent in files written before it was recorded: the space's usual shape
         )
         missing = [
             k for k in ("space", "backbone", "resolution", "channels", "latent_shape") if k not in config
@@ -245,4 +250,5 @@ def build_regressor(
         w_dim=int(getattr(generator, "w_dim", 0) or 0),
         rgbm=rgbm,
         input_size=input_size,
+        out_shape=generator.space_shape(space) if hasattr(generator, "space_shape") else None,
     )

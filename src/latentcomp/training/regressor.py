@@ -441,7 +441,7 @@ class RegressorTrainer:
             else:
                 w = G.mapping(z)
                 x = G(w, space="w")
-                target = w if self.E.space == "w" else w.unsqueeze(1).repeat(1, self.E.num_ws, 1)
+                target = w if self.E.space == "w" else G.to_wplus(w, "w")
             weight = torch.ones(n, device=self.device)
             if is_real is not None and bool(is_real.any()):
                 sel = is_real.nonzero().flatten().tolist()

@@ -146,10 +146,17 @@ def test_single_experiment_on_any_generator_without_analyzer(tmp_path):
     data = json.loads((out / "independence.json").read_text())
     entry = data["models"][0]
     assert entry["part_source"] == "kmeans" and entry["parts_measured"] >= 1
+    leak = []
     for c in entry["parts"].values():
         if c.get("pairs"):
             assert c["regression"]["outside"][0] == pytest.approx(0.0, abs=1e-6)  # t = 0 is the base image
             assert np.isfinite(c["interpolation"]["outside"]).all()
+            if c["matched_follow"] > 0:
+                leak.append(c["regression"]["outside"][-1] / c["regression"]["follow"][-1])
+    if leak:
+        assert entry["median_regression_leakage"] == pytest.approx(float(np.median(leak)))
+    else:
+        assert math.isnan(entry["median_regression_leakage"])
 
 
 def test_probe_errors_are_one_line():

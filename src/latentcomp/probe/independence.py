@@ -18,6 +18,8 @@ Both start at (0, 0) for t = 0. "Matched strength" compares them where the part 
 at the follow value that regression reaches at t = 1, the outside change of interpolation is read off
 its curve (linear interpolation in t). locality_gain = interpolation's outside change / regression's
 outside change at that matched follow (> 1: regression edits are more local, the paper's claim).
+median_regression_leakage = median over parts of regression's outside change / follow at t = 1, which
+compares generators with each other (e.g. one latent vector against a GANsformer's k components).
 Part maps: the toyfaces analyzer's predicted part maps, or k-means part maps (probe/parts.py) for
 generators without labels.
 """
@@ -118,6 +120,18 @@ def measure_part(pipe, A, B, region, strengths, batch: int = 50) -> dict:
     return curves
 
 
+def median_leakage(parts: dict) -> float:
+    """Median over parts of regression's outside change per unit of inside follow at full strength: a
+    measure of one generator's compositionality under regression that needs no interpolation baseline,
+    so it compares architectures (lower = the rest of the image moves less for the same part change)."""
+    ratios = [
+        c["regression_outside"] / c["matched_follow"]
+        for c in parts.values()
+        if c.get("pairs") and np.isfinite(c.get("matched_follow", math.nan)) and c["matched_follow"] > 0
+    ]
+    return float(np.median(ratios)) if ratios else math.nan
+
+
 def matched(curves: dict) -> dict:
     """Outside change of both methods at the follow that regression reaches at full strength."""
     f_reg = curves["regression"]["follow"][-1]
@@ -197,6 +211,7 @@ def run_independence(
         entry["median_locality_gain"] = float(np.median(gains)) if gains else math.nan
         entry["parts_more_local_with_regression"] = int(sum(g > 1 for g in gains))
         entry["parts_measured"] = len(gains)
+        entry["median_regression_leakage"] = median_leakage(entry["parts"])
         entry["plot"] = plot_independence(entry, out / f"independence_{mi}.png").name
         if ex_rows:
             grid = save_grid(

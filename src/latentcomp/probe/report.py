@@ -42,6 +42,7 @@ def headline(results: dict) -> list[dict]:
     for e in results.get("independence", {}).get("models", []):
         r = rows.setdefault(e["model"], {"model": e["model"]})
         r["independence: median locality gain"] = e.get("median_locality_gain")
+        r["independence: median regression leakage"] = e.get("median_regression_leakage")
         r["independence: parts more local with regression"] = (
             f"{e.get('parts_more_local_with_regression', 0)}/{e.get('parts_measured', 0)}"
         )

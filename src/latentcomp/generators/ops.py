@@ -49,8 +49,8 @@ def upfirdn2d(
     (x0, x1, y0, y1); negative pads crop. Output height: (H*up_y + y0 + y1 - kh) // down_y + 1.
 
     The filter is one depthwise conv (groups=C) whose stride does the downsampling. On one CPU thread it
-    was 5-20x faster than the shifted-slice filter it replaced (e.g. 4.9 vs 94.9 ms forward on a
-    64x16x67x67 input, 5.7 vs 42.4 ms forward + backward at batch 32); see docs/benchmarks.md for E + G.
+    was 2.5-10x faster than the shifted-slice filter it replaced (e.g. 9.9 vs 94.9 ms forward on a
+    64x16x67x67 input, 7.9 vs 42.4 ms forward + backward at batch 32); see docs/benchmarks.md for E + G.
     """
     upx, upy = (up, up) if isinstance(up, int) else up
     downx, downy = (down, down) if isinstance(down, int) else down

@@ -17,7 +17,8 @@ channels_last + bf16, fp32 with one thread, channels_last + bf16 with one thread
 channels_last and bf16 alone, to keep the run short); in fresh subprocesses: fp32 with OMP_WAIT_POLICY=PASSIVE
 (OpenMP threads sleep at barriers instead of spinning, which matters when other processes compete for the
 cores) and torch.compile (64 px models only, one thread for the compiler, capped at 300 s: compiling took
-2.6 minutes for the StyleGAN2 on the loaded 2-core machine). "CPU ms/img" is process CPU time per image in the batched run (all threads; spinning counts).
+2.6 minutes for the StyleGAN2 on the loaded 2-core machine). "CPU ms/img" is process CPU time per image in
+the batched run (all threads; spinning counts).
 FLOPs per image come from torch.utils.flop_counter.FlopCounterMode (convolutions and matmuls); achieved
 FLOP/s = images/s x FLOPs per image, as a fraction of this machine's fp32 (and bf16) matmul rate measured
 in the same run.

@@ -606,3 +606,33 @@ def test_per_component_w_regressors_train_reload_and_compose(tmp_path, space):
     completions = pipe.inpaint(a, top, n=3, method=method)
     assert completions.images.shape == (1, 3, 3, 32, 32) and torch.isfinite(completions.images).all()
     assert float(completions.diversity.mean()) > 0
+
+
+def test_independence_reports_which_component_carries_each_part(tmp_path):
+    from latentcomp.edit.pipeline import Pipeline
+    from latentcomp.generators.gansformer import build_gansformer
+    from latentcomp.probe.common import Sizes
+    from latentcomp.probe.independence import component_shares, run_independence
+    from latentcomp.regressors import build_regressor
+
+    old = torch.zeros(2, 4, 3)
+    new = old.clone()
+    new[0, 2] = 1.0  # pair 0: only component 2 moves
+    new[1] = 0.5  # pair 1: every component moves alike
+    shares = component_shares(new, old)
+    torch.testing.assert_close(shares, torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.25] * 4]))
+
+    torch.manual_seed(0)
+    save_gansformer(build_gansformer(32, 64, width=4), tmp_path / "g")
+    G = load_generator(f"gansformer:{tmp_path / 'g'}")
+    pipe = Pipeline(G, build_regressor(G, space="w", backbone="small"))
+    res = run_independence([pipe], tmp_path / "ind", analyzer=None, sizes=Sizes.quick())
+    entry = res["models"][0]
+    measured = [c for c in entry["parts"].values() if c.get("pairs")]
+    k = G.components
+    assert measured and entry["components"] == k == 8
+    for c in measured:
+        assert len(c["component_share"]) == k and sum(c["component_share"]) == pytest.approx(1.0)
+        assert 1 / k - 1e-6 <= c["top_component_share"] <= 1
+        assert c["component_share"][c["top_component"]] == max(c["component_share"])
+    assert 1 <= entry["distinct_top_components"] <= k

@@ -20,6 +20,9 @@ its curve (linear interpolation in t). locality_gain = interpolation's outside c
 outside change at that matched follow (> 1: regression edits are more local, the paper's claim).
 median_regression_leakage = median over parts of regression's outside change / follow at t = 1, which
 compares generators with each other (e.g. one latent vector against a GANsformer's k components).
+For latents made of k components (a GANsformer), the share of the latent change at t = 1 that each
+component carries: `top_component_share` (1 / k = spread evenly, 1 = one component carries the part) and
+which component that is (the global one is the last).
 Part maps: the toyfaces analyzer's predicted part maps, or k-means part maps (probe/parts.py) for
 generators without labels.
 """
@@ -98,7 +101,8 @@ def measure_part(pipe, A, B, region, strengths, batch: int = 50) -> dict:
     examples = {"regression": [], "interpolation": []}
     for t in strengths:
         collage = A * (1 - region) + ((1 - t) * A + t * B) * region
-        reg = gen(enc(collage))
+        lat = enc(collage)
+        reg = gen(lat)
         itp = gen((1 - t) * la + t * lb)
         for name, out in (("regression", reg), ("interpolation", itp)):
             o, i = _follow_outside(out, base, B, region)
@@ -110,6 +114,12 @@ def measure_part(pipe, A, B, region, strengths, batch: int = 50) -> dict:
     curves["region_fraction"] = float(region.mean())
     curves["base_inside_distance"] = denom
     curves.update(matched(curves))
+    k = int(getattr(G, "components", 0) or 0)
+    if k > 1 and lat.dim() >= 3 and lat.shape[1] == k:  # latents with k components (GANsformer)
+        shares = component_shares(lat, la)  # at full strength
+        curves["component_share"] = shares.mean(0).tolist()
+        curves["top_component"] = int(shares.mean(0).argmax())
+        curves["top_component_share"] = float(shares.max(1).values.mean())
     curves["_examples"] = {
         "A": A[:1],
         "B": B[:1],
@@ -118,6 +128,14 @@ def measure_part(pipe, A, B, region, strengths, batch: int = 50) -> dict:
         **{k: torch.cat(v) for k, v in examples.items()},
     }
     return curves
+
+
+def component_shares(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """(N, k): the share of the latent change (N, k, ...) that each of the k components carries (L2 norm
+    of each component's change, normalised to sum to 1). One part carried by one component gives a
+    share near 1 for it; a change spread evenly gives 1 / k everywhere."""
+    d = (new - old).flatten(2).norm(dim=2)
+    return d / d.sum(1, keepdim=True).clamp_min(1e-12)
 
 
 def median_leakage(parts: dict) -> float:
@@ -212,6 +230,11 @@ def run_independence(
         entry["parts_more_local_with_regression"] = int(sum(g > 1 for g in gains))
         entry["parts_measured"] = len(gains)
         entry["median_regression_leakage"] = median_leakage(entry["parts"])
+        tops = [c for c in entry["parts"].values() if "top_component_share" in c]
+        if tops:  # is each part carried by one component of a k-component latent?
+            entry["components"] = int(pipe.generator.components)
+            entry["median_top_component_share"] = float(np.median([c["top_component_share"] for c in tops]))
+            entry["distinct_top_components"] = len({c["top_component"] for c in tops})
         entry["plot"] = plot_independence(entry, out / f"independence_{mi}.png").name
         if ex_rows:
             grid = save_grid(

@@ -43,6 +43,10 @@ def headline(results: dict) -> list[dict]:
         r = rows.setdefault(e["model"], {"model": e["model"]})
         r["independence: median locality gain"] = e.get("median_locality_gain")
         r["independence: median regression leakage"] = e.get("median_regression_leakage")
+        if "median_top_component_share" in e:
+            r["independence: top component share (1/k = spread)"] = e["median_top_component_share"]
+            carrying = f"{e['distinct_top_components']}/{e['components']}"
+            r["independence: components carrying a part"] = carrying
         r["independence: parts more local with regression"] = (
             f"{e.get('parts_more_local_with_regression', 0)}/{e.get('parts_measured', 0)}"
         )

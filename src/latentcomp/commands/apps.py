@@ -10,7 +10,8 @@ import typer
 from ..errors import LatentcompError
 
 MODEL_HELP = (
-    "Model: toyfaces, toyfaces-stylegan2, builtin:NAME, or a regressor run folder / .safetensors file."
+    "Model: toyfaces, toyfaces-stylegan2, toyfaces-gansformer, builtin:NAME, or a regressor run folder / "
+    ".safetensors file."
 )
 
 

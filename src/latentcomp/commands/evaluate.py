@@ -27,7 +27,7 @@ def _jsonable(v):
 @evaluate_app.command("composition")
 def composition(
     model: str = typer.Option(
-        "toyfaces", help="toyfaces, toyfaces-stylegan2, builtin:NAME or a regressor run."
+        "toyfaces", help="toyfaces, toyfaces-stylegan2, toyfaces-gansformer, builtin:NAME or a regressor run."
     ),
     n: int = typer.Option(500, help="Number of automatic collages."),
     out: Path = typer.Option(..., help="Output folder."),

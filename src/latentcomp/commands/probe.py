@@ -18,8 +18,8 @@ probe_app = typer.Typer(
 )
 
 MODEL_HELP = (
-    "Pipeline: toyfaces, toyfaces-stylegan2 (or builtin:toyfaces...), builtin:NAME, a regressor run or "
-    "file; a plain generator spec gets an untrained regressor (smoke tests). Repeat for several."
+    "Pipeline: toyfaces, toyfaces-stylegan2, toyfaces-gansformer (or builtin:toyfaces...), a regressor run "
+    "or file; a plain generator spec gets an untrained regressor (smoke tests). Repeat for several."
 )
 
 

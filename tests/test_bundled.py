@@ -12,7 +12,12 @@ SIZE_LIMITS_MB = {"generator": 10, "regressor": 15}
 
 
 @pytest.mark.parametrize(
-    "name,spaces", [("toyfaces-dcgan", ("z",)), ("toyfaces-stylegan2", ("z", "w", "w+"))]
+    "name,spaces",
+    [
+        ("toyfaces-dcgan", ("z",)),
+        ("toyfaces-stylegan2", ("z", "w", "w+")),
+        ("toyfaces-gansformer", ("z", "w", "w+")),
+    ],
 )
 def test_bundled_generator(name, spaces):
     G = lc.load_generator(f"builtin:{name}")
@@ -28,7 +33,12 @@ def test_bundled_generator(name, spaces):
 
 
 @pytest.mark.parametrize(
-    "name,space", [("toyfaces-dcgan-regressor", "z"), ("toyfaces-stylegan2-regressor", "w+")]
+    "name,space",
+    [
+        ("toyfaces-dcgan-regressor", "z"),
+        ("toyfaces-stylegan2-regressor", "w+"),
+        ("toyfaces-gansformer-regressor", "w"),
+    ],
 )
 def test_bundled_regressor(name, space):
     E = lc.load_regressor(f"builtin:{name}")
@@ -37,6 +47,7 @@ def test_bundled_regressor(name, space):
     x = G(G.sample_latent(2, torch.Generator().manual_seed(1)))
     with torch.no_grad():
         latent = E(x, torch.ones_like(x[:, :1]))
+    assert latent.shape == (2, *G.space_shape(space))
     y = G(latent, space=space)
     assert y.shape == x.shape
     assert (WEIGHTS_DIR / f"{name}.safetensors").stat().st_size < SIZE_LIMITS_MB["regressor"] * 2**20

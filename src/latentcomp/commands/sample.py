@@ -26,6 +26,7 @@ def sample_images(
     (their stored average where they have one, otherwise the mean of 4096 mapped z drawn with the seed);
     z-only generators with a normal prior scale z by psi.
     """
+    from ..edit.refine import mean_latent
     from ..generators import load_generator
 
     if n < 1:
@@ -43,7 +44,7 @@ def sample_images(
         if "w" in G.latent_spaces and (space != "z" or truncation is not None):
             w = G.mapping(z)
             if truncation is not None:
-                w_avg = _w_average(G, seed)
+                w_avg = mean_latent(G, "w", seed=seed + 1)
                 w = w_avg + truncation * (w - w_avg)
             latent = G.to_wplus(w, "w") if space == "w+" else w
             img = G(latent, space="w+" if space == "w+" else "w")
@@ -56,15 +57,6 @@ def sample_images(
                 z = z * truncation
             img = G(z, space="z")
     return img.float().cpu().clamp(-1, 1)
-
-
-def _w_average(G, seed: int) -> torch.Tensor:
-    for name in ("w_avg", "latent_avg", "mean_latent"):
-        val = getattr(G, name, None)
-        if isinstance(val, torch.Tensor) and val.numel() == G.w_dim:
-            return val.reshape(1, G.w_dim).to(G.device)
-    g = torch.Generator().manual_seed(seed + 1)
-    return G.mapping(G.sample_latent(4096, generator=g)).mean(0, keepdim=True)
 
 
 def save_grid(images: torch.Tensor, out: str | Path, nrow: int | None = None) -> Path:

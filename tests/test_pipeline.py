@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from latentcomp import load_generator
 from latentcomp.edit import Pipeline
-from latentcomp.edit.refine import masked_l1
+from latentcomp.edit.refine import finetune_regressor, masked_l1
 from latentcomp.errors import LatentcompError
 from latentcomp.regressors import build_regressor, save_regressor
 
@@ -173,6 +173,24 @@ def test_refine_optimise_finetune(pipe):
     assert torch.equal(tuned.compose([target[:1]], [m]).image, again.compose([target[:1]], [m]).image)
     res = pipe.compose([target[:1]], [m], finetune=1, refine=1)
     assert res.image.shape == (1, 3, RES, RES)
+
+
+def test_compile_matches_eager():
+    """Pipeline.compile: same outputs as eager for E + G and for refinement (a grad-mode graph), and a
+    fine-tuned copy of a compiled E runs its own tuned weights, not the original's."""
+    eager, compiled = _pipe(seed=3), _pipe(seed=3).compile()
+    assert compiled.compiled and not eager.compiled
+    x, m = eager.sample(4, seed=5), _half(4)
+    a, b = eager.compose([x], [m]), compiled.compose([x], [m])
+    assert torch.allclose(a.image, b.image, atol=1e-4) and not torch.equal(a.image, eager.sample(4, seed=6))
+    ra, rb = eager.refine(x, m, steps=3, lr=0.05), compiled.refine(x, m, steps=3, lr=0.05)
+    assert torch.allclose(ra.latent, rb.latent, atol=1e-4)
+    G, E = compiled.generator, compiled.regressor
+    tuned = finetune_regressor(G, E, x[:1], m[:1], steps=2, perceptual_weight=0)
+    with torch.no_grad():
+        own = tuned(x[:1] * m[:1], m[:1])
+        original = compiled.regressor(x[:1] * m[:1], m[:1])
+    assert not torch.allclose(own, original, atol=1e-6)
 
 
 def test_from_pretrained_file_and_folder(tmp_path):

@@ -85,7 +85,9 @@ def targets(pipe, n: int, seed: int = 0):
     return x * m, m
 
 
-def measure(pipe, x, m, n: int, budget: float, max_steps: int, refine_steps: tuple[int, ...]) -> dict:
+def measure(
+    pipe, x, m, n: int, budget: float, max_steps: int, refine_steps: tuple[int, ...], opt_lr: float | None
+) -> dict:
     """One side-by-side measurement on this pipeline as it is (eager or compiled); compile time is
     excluded by warm-up calls of the same shapes and grad modes."""
     from latentcomp.edit.refine import masked_l1
@@ -103,13 +105,13 @@ def measure(pipe, x, m, n: int, budget: float, max_steps: int, refine_steps: tup
     err_reg = masked_l1(regress(), x, m).cpu()
 
     # optimisation only: a short trial (which also warms up) sets the step count that fits the budget
-    pipe.optimize(x, m, steps=2)
-    trial = pipe.optimize(x, m, steps=2)
+    pipe.optimize(x, m, steps=2, lr=opt_lr)
+    trial = pipe.optimize(x, m, steps=2, lr=opt_lr)
     per_step = trial.seconds / 2
     steps = int(max(2, min(max_steps, budget / max(per_step, 1e-9))))
     common.log(f"[reg-vs-opt] {n} inputs, optimisation {steps} steps (~{per_step:.2f} s/step for the batch)")
     c0 = time.process_time()
-    opt = pipe.optimize(x, m, steps=steps, track=True)
+    opt = pipe.optimize(x, m, steps=steps, lr=opt_lr, track=True)
     cpu_step = (time.process_time() - c0) / steps / n
     hist = opt.history  # (steps + 1, n)
     step_s = opt.seconds / steps / n  # per step, per image
@@ -170,6 +172,7 @@ def run(
     opt_budget_s: float = 0.0,
     refine_steps: tuple[int, ...] = (10, 30),
     compile_variant: bool = True,
+    opt_lr: float | None = None,
 ) -> dict:
     """Eager, then (unless quick or disabled) the same pipeline compiled (`Pipeline.compile`): both the
     regressor's E + G and the optimisation's steps run compiled, so the ratio stays like for like."""
@@ -184,12 +187,12 @@ def run(
     x, m = targets(pipe, n)
     budget = opt_budget_s or (10.0 if quick else 120.0)
     max_steps = steps or (20 if quick else 400)
-    variants = {"eager": measure(pipe, x, m, n, budget, max_steps, refine_steps)}
+    variants = {"eager": measure(pipe, x, m, n, budget, max_steps, refine_steps, opt_lr)}
     if compile_variant and not quick:
         common.log("[reg-vs-opt] compiled (torch.compile of E and G; compile time not counted)")
         t0 = time.perf_counter()
         pipe.compile()
-        variants["compile"] = measure(pipe, x, m, n, budget, max_steps, refine_steps)
+        variants["compile"] = measure(pipe, x, m, n, budget, max_steps, refine_steps, opt_lr)
         variants["compile"]["seconds_including_compile"] = time.perf_counter() - t0
     best = max(variants, key=lambda k: variants[k]["speedup_median"])
     return {
@@ -199,6 +202,7 @@ def run(
         "resolution": pipe.resolution,
         "threads": threads,
         "space": pipe.space,
+        "optimisation_lr": opt_lr or 0.05,  # Pipeline.optimize's default
         "target_speedup": TARGET,
         "variants": variants,
         "best_variant": best,
@@ -301,6 +305,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="max optimisation steps (0: 400, fit to --budget)")
     ap.add_argument("--budget", type=float, default=0.0, help="seconds for each optimisation run")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled variant")
+    ap.add_argument("--opt-lr", type=float, default=None, help="Adam lr of optimisation only (default 0.05)")
     args = ap.parse_args()
     t = time.perf_counter()
     res = run(

@@ -316,7 +316,9 @@ def main() -> None:
         args.steps,
         args.budget,
         compile_variant=not args.no_compile,
+        opt_lr=args.opt_lr,
     )
+    common.log(f"optimisation-only Adam lr {res['optimisation_lr']}")
     common.print_table("regressor vs optimisation", *table(res))
     common.print_table("same time per image: regressor + refine vs optimisation", *refine_table(res))
     common.log(f"({time.perf_counter() - t:.0f} s)")

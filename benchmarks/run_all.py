@@ -132,7 +132,7 @@ def print_all(results: dict) -> None:
     if "compose" in b and "error" not in b["compose"]:
         common.print_table("1. compose: E + G (* = fastest variant)", *bench_compose.table(b["compose"]))
     if "regressor_vs_optimisation" in b and "error" not in b["regressor_vs_optimisation"]:
-        for r in b["regressor_vs_optimisation"].get("models", [b["regressor_vs_optimisation"]]):
+        for r in b["regressor_vs_optimisation"]["models"]:
             common.print_table(
                 f"2. regressor vs optimisation: {r['model']}", *bench_regressor_vs_optimisation.table(r)
             )

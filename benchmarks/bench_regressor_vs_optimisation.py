@@ -11,8 +11,11 @@ paper's sampler (`latentcomp.masks.noise_masks`). Figures, all batched over the 
   speed-up = that time / the regressor's time per image (target >= 100x);
 - regressor + N refinement steps (`Pipeline.refine`) vs optimisation only given the same time per image:
   mean masked L1 of both.
-All of it twice: eager, then with `Pipeline.compile()` (E and G under torch.compile for both methods, so the
-comparison stays like for like; compile time not counted). `--no-compile` skips the second pass.
+Variants, side by side: eager; then with `Pipeline.compile()` (E and G under torch.compile for both
+methods, so the comparison stays like for like; compile time not counted); then the compiled pipeline with
+E under bf16 autocast (`Pipeline.set_regressor_precision("bf16")`; G stays fp32 in both methods, so the
+optimisation run of the compiled pass is its baseline, and the regressor's own error is re-measured).
+`--no-compile` / `--no-bf16` skip those passes.
 Without the bundled models, a small regressor for `builtin:tiny-random-stylegan2` is trained for a few
 steps first (printed note), so that the regressor's error means something.
 """
@@ -85,14 +88,10 @@ def targets(pipe, n: int, seed: int = 0):
     return x * m, m
 
 
-def measure(
-    pipe, x, m, n: int, budget: float, max_steps: int, refine_steps: tuple[int, ...], opt_lr: float | None
-) -> dict:
-    """One side-by-side measurement on this pipeline as it is (eager or compiled); compile time is
-    excluded by warm-up calls of the same shapes and grad modes."""
+def measure_regressor(pipe, x, m, n: int) -> dict:
+    """E + G, batched, best of 3 (after a warm-up call), and its masked L1 on the known pixels."""
     from latentcomp.edit.refine import masked_l1
 
-    # regressor: E + G, batched; best of 3
     def regress():
         with torch.no_grad():
             return pipe.generate(pipe.invert(x, m))
@@ -100,11 +99,16 @@ def measure(
     regress()
     c0 = time.process_time()
     times = common.time_calls(regress, 3, warmup=0)
-    cpu_reg = (time.process_time() - c0) / (len(times) * n)
-    t_reg = min(times) / n
-    err_reg = masked_l1(regress(), x, m).cpu()
+    return {
+        "seconds": min(times) / n,
+        "cpu_seconds": (time.process_time() - c0) / (len(times) * n),
+        "error": masked_l1(regress(), x, m).cpu(),
+    }
 
-    # optimisation only: a short trial (which also warms up) sets the step count that fits the budget
+
+def measure_optimisation(pipe, x, m, n: int, budget: float, max_steps: int, opt_lr: float | None) -> dict:
+    """Optimisation only, tracked per step; a short trial (which also warms up) sets the step count that
+    fits the budget."""
     pipe.optimize(x, m, steps=2, lr=opt_lr)
     trial = pipe.optimize(x, m, steps=2, lr=opt_lr)
     per_step = trial.seconds / 2
@@ -112,9 +116,20 @@ def measure(
     common.log(f"[reg-vs-opt] {n} inputs, optimisation {steps} steps (~{per_step:.2f} s/step for the batch)")
     c0 = time.process_time()
     opt = pipe.optimize(x, m, steps=steps, lr=opt_lr, track=True)
-    cpu_step = (time.process_time() - c0) / steps / n
-    hist = opt.history  # (steps + 1, n)
-    step_s = opt.seconds / steps / n  # per step, per image
+    return {
+        "steps": steps,
+        "history": opt.history,  # (steps + 1, n)
+        "step_seconds": opt.seconds / steps / n,  # per step, per image
+        "step_cpu_seconds": (time.process_time() - c0) / steps / n,
+        "perceptual_used": bool(opt.perceptual_used),
+    }
+
+
+def compare(pipe, x, m, n: int, reg: dict, opt: dict, refine_steps: tuple[int, ...]) -> dict:
+    """Speed-ups of the regressor over optimisation to its error, and regressor + N refinement steps vs
+    optimisation only given the same time per image."""
+    t_reg, cpu_reg, err_reg = reg["seconds"], reg["cpu_seconds"], reg["error"]
+    steps, hist, step_s, cpu_step = opt["steps"], opt["history"], opt["step_seconds"], opt["step_cpu_seconds"]
     reached = hist <= err_reg.unsqueeze(0)
     first = torch.where(reached.any(0), reached.float().argmax(0), torch.full((n,), -1)).tolist()
     ratios = [(k * step_s) / t_reg if k >= 0 else math.inf for k in first]
@@ -126,7 +141,6 @@ def measure(
     cpu_ratios = [k * cpu_step / cpu_reg if k >= 0 else math.inf for k in first]
     cpu_median = statistics.median(cpu_ratios) if n_reached * 2 > n else math.inf
 
-    # regressor + N refinement steps vs optimisation only, same time per image
     refine = []
     for k in refine_steps:
         r = pipe.refine(x, m, steps=k)
@@ -143,7 +157,8 @@ def measure(
             }
         )
     return {
-        "perceptual_term_used": bool(opt.perceptual_used),
+        "regressor_precision": pipe.regressor_precision,
+        "perceptual_term_used": opt["perceptual_used"],
         "regressor_ms_per_image": t_reg * 1e3,
         "regressor_l1_mean": float(err_reg.mean()),
         "optimisation_steps": steps,
@@ -173,6 +188,7 @@ def run(
     refine_steps: tuple[int, ...] = (10, 30),
     compile_variant: bool = True,
     opt_lr: float | None = None,
+    bf16_variant: bool = True,
 ) -> dict:
     """Eager, then (unless quick or disabled) the same pipeline compiled (`Pipeline.compile`): both the
     regressor's E + G and the optimisation's steps run compiled, so the ratio stays like for like."""
@@ -187,13 +203,26 @@ def run(
     x, m = targets(pipe, n)
     budget = opt_budget_s or (10.0 if quick else 120.0)
     max_steps = steps or (20 if quick else 400)
-    variants = {"eager": measure(pipe, x, m, n, budget, max_steps, refine_steps, opt_lr)}
+
+    def variant(opt=None):
+        reg = measure_regressor(pipe, x, m, n)
+        opt = opt or measure_optimisation(pipe, x, m, n, budget, max_steps, opt_lr)
+        return compare(pipe, x, m, n, reg, opt, refine_steps), opt
+
+    variants = {}
+    variants["eager"], opt = variant()
     if compile_variant and not quick:
         common.log("[reg-vs-opt] compiled (torch.compile of E and G; compile time not counted)")
         t0 = time.perf_counter()
         pipe.compile()
-        variants["compile"] = measure(pipe, x, m, n, budget, max_steps, refine_steps, opt_lr)
+        variants["compile"], opt = variant()
         variants["compile"]["seconds_including_compile"] = time.perf_counter() - t0
+    if bf16_variant:
+        # only E changes, so the optimisation run just measured (same G, same mode) is the baseline
+        common.log("[reg-vs-opt] E under bf16 autocast (G and optimisation as before)")
+        pipe.set_regressor_precision("bf16")
+        name = "compile + bf16 E" if pipe.compiled else "bf16 E"
+        variants[name], _ = variant(opt)
     best = max(variants, key=lambda k: variants[k]["speedup_median"])
     return {
         "model": model,
@@ -292,6 +321,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="max optimisation steps (0: 400, fit to --budget)")
     ap.add_argument("--budget", type=float, default=0.0, help="seconds for each optimisation run")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled variant")
+    ap.add_argument("--no-bf16", action="store_true", help="skip the variant with E under bf16 autocast")
     ap.add_argument("--opt-lr", type=float, default=None, help="Adam lr of optimisation only (default 0.05)")
     args = ap.parse_args()
     t = time.perf_counter()
@@ -304,6 +334,7 @@ def main() -> None:
         args.budget,
         compile_variant=not args.no_compile,
         opt_lr=args.opt_lr,
+        bf16_variant=not args.no_bf16,
     )
     common.log(f"optimisation-only Adam lr {res['optimisation_lr']}")
     common.print_table("regressor vs optimisation", *table(res))

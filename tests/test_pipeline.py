@@ -193,6 +193,23 @@ def test_compile_matches_eager():
     assert not torch.allclose(own, original, atol=1e-6)
 
 
+def test_regressor_bf16_runs_only_e_in_bf16():
+    fp32, bf16 = _pipe(seed=3), _pipe(seed=3).set_regressor_precision("bf16")
+    x, m = fp32.sample(4, seed=5), _half(4)
+    a, b = fp32.invert(x, m), bf16.invert(x, m)
+    assert b.dtype == torch.float32 and not torch.equal(a, b)  # bf16 really ran ...
+    assert (a - b).abs().max() <= 0.05 * a.abs().max()  # ... and lands near the fp32 latent
+    assert torch.equal(fp32.generate(b), bf16.generate(b))  # G stays fp32
+    # every path that regresses uses it: compose, inpaint, refinement's start, fine-tuned copies
+    assert torch.allclose(bf16.compose([x], [m]).latent, b, atol=1e-6)
+    assert torch.allclose(bf16.inpaint(x, m, n=2, seed=1).latents[:, 0], b, atol=1e-6)
+    assert torch.allclose(bf16.refine(x, m, steps=0).latent, b, atol=1e-6)
+    assert bf16.finetune(x[:1], m[:1], steps=1).regressor_precision == "bf16"
+    with pytest.raises(LatentcompError, match="accepted: fp32, bf16"):
+        bf16.set_regressor_precision("fp16")
+    assert bf16.regressor_precision == "bf16"
+
+
 def test_from_pretrained_file_and_folder(tmp_path):
     G = load_generator("builtin:tiny-random")
     torch.manual_seed(0)

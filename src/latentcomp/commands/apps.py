@@ -126,6 +126,9 @@ def inpaint(
     compile: bool = typer.Option(
         False, "--compile", help="torch.compile E and G first: slower start, faster on large folders."
     ),
+    regressor_precision: str = typer.Option(
+        "fp32", help="Precision of the regressor E: fp32 or bf16 (faster; G stays fp32)."
+    ),
     device: str = typer.Option(None, help="Torch device [default: cpu]."),
 ):
     """Complete the hidden region of an image (or of every image in a folder); several samples with --n."""
@@ -142,7 +145,7 @@ def inpaint(
         _check_output(out)
     if n < 1:
         raise LatentcompError(f"--n must be at least 1; got {n}")
-    pipe = _pipe(model, device)
+    pipe = _pipe(model, device).set_regressor_precision(regressor_precision)
     if compile:
         pipe.compile()
     loaded = []

@@ -286,7 +286,7 @@ def _single_latency(pipe, coll: AutoCollages, k: int = 10) -> float:
     with torch.no_grad():
         for i in range(collage.shape[0]):
             t0 = time.perf_counter()
-            pipe.generator(pipe.regressor(collage[i : i + 1], known[i : i + 1]), space=pipe.space)
+            pipe.generator(pipe.run_regressor(collage[i : i + 1], known[i : i + 1]), space=pipe.space)
             times.append(time.perf_counter() - t0)
     return float(np.median(times))
 

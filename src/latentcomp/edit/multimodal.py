@@ -43,7 +43,7 @@ def _chunked(fn, *tensors):
 def completion_latents(pipe, x: torch.Tensor, m: torch.Tensor, k: int, seed: int, method: str = "auto"):
     """Latents (N, K, ...) for K completions of x (N, C, H, W) with known mask m (N, 1, H, W)."""
     method = resolve_method(pipe, method)
-    G, E = pipe.generator, pipe.regressor
+    G, E = pipe.generator, pipe.run_regressor  # E in the pipeline's regressor precision
     base = E(x, m)
     if k == 1:
         return base.unsqueeze(1)

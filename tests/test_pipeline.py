@@ -205,6 +205,12 @@ def test_regressor_bf16_runs_only_e_in_bf16():
     assert torch.allclose(bf16.inpaint(x, m, n=2, seed=1).latents[:, 0], b, atol=1e-6)
     assert torch.allclose(bf16.refine(x, m, steps=0).latent, b, atol=1e-6)
     assert bf16.finetune(x[:1], m[:1], steps=1).regressor_precision == "bf16"
+    # the optimisation objective's latent term runs E in bf16 too; without that term both runs are equal
+    def opt(p, **w):
+        return p.optimize(x, m, steps=2, **w).latent
+
+    assert not torch.equal(opt(fp32), opt(bf16))
+    assert torch.equal(opt(fp32, latent_weight=0.0), opt(bf16, latent_weight=0.0))
     with pytest.raises(LatentcompError, match="accepted: fp32, bf16"):
         bf16.set_regressor_precision("fp16")
     assert bf16.regressor_precision == "bf16"

@@ -12,6 +12,7 @@ notebooks all call these methods; file handling lives in `latentcomp.io`.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -201,6 +202,11 @@ class Pipeline:
                 return E(x, m).float()
         return E(x, m)
 
+    def _objective_regressor(self, regressor=None):
+        """E as the optimisation objective's latent term calls it: in the pipeline's regressor precision, so
+        that refinement and the optimisation-only baseline run E exactly as the regressor's pass does."""
+        return functools.partial(self.run_regressor, regressor=regressor)
+
     @torch.no_grad()
     def generate(self, latent: torch.Tensor) -> torch.Tensor:
         """G(latent) in the regressor's space -> images (N, C, H, W) in [-1, 1] (on the pipeline's device)."""
@@ -254,7 +260,7 @@ class Pipeline:
         if refine:
             res = optimise_latent(
                 self.generator,
-                E,
+                self._objective_regressor(E),
                 self.space,
                 collage,
                 known,
@@ -306,9 +312,8 @@ class Pipeline:
         if refine:
             flat = latents.flatten(0, 1)
             xs, ms = x.repeat_interleave(n, 0), m.repeat_interleave(n, 0)
-            flat = optimise_latent(
-                self.generator, self.regressor, self.space, xs, ms, flat, OptimConfig(steps=refine)
-            ).latent
+            E, cfg = self._objective_regressor(), OptimConfig(steps=refine)
+            flat = optimise_latent(self.generator, E, self.space, xs, ms, flat, cfg).latent
             latents = flat.view_as(latents)
         imgs = self.generate(latents.flatten(0, 1)).view(x.shape[0], n, *x.shape[1:])
         err = torch.stack([masked_l1(imgs[:, k], x, m) for k in range(n)], 1)
@@ -369,9 +374,8 @@ class Pipeline:
             anchor = self.run_regressor(x, m)
         init = anchor if latent is None else latent.to(self.device)
         cfg = OptimConfig(steps=steps, method=method, lr=lr, **weights)
-        return optimise_latent(
-            self.generator, self.regressor, self.space, x, m, init, cfg, anchor=anchor, track=track
-        )
+        E = self._objective_regressor()
+        return optimise_latent(self.generator, E, self.space, x, m, init, cfg, anchor=anchor, track=track)
 
     def optimize(
         self,
@@ -389,9 +393,8 @@ class Pipeline:
         x = x * m
         init = self.mean_latent().expand(x.shape[0], *self.mean_latent().shape[1:]).clone()
         cfg = OptimConfig(steps=steps, method=method, lr=lr, **weights)
-        return optimise_latent(
-            self.generator, self.regressor, self.space, x, m, init, cfg, track=track, default_lr=0.05
-        )
+        E = self._objective_regressor()
+        return optimise_latent(self.generator, E, self.space, x, m, init, cfg, track=track, default_lr=0.05)
 
     optimise = optimize
 

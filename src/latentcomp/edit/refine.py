@@ -108,7 +108,8 @@ def optimise_latent(
     default_lr: float = 0.02,
     progress: bool = False,
 ) -> OptimResult:
-    """Minimise the objective over the latent, starting from `init` (N, ...). Deterministic."""
+    """Minimise the objective over the latent, starting from `init` (N, ...). Deterministic.
+    E: the regressor, or any callable (x, m) -> latent (e.g. `Pipeline.run_regressor`)."""
     cfg.check()
     t0 = time.perf_counter()
     x, m = x.detach(), m.detach()

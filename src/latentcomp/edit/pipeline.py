@@ -195,17 +195,13 @@ class Pipeline:
 
     def run_regressor(self, x: torch.Tensor, m: torch.Tensor, regressor=None) -> torch.Tensor:
         """E(x, m) (or another regressor's, e.g. a fine-tuned copy) in the pipeline's regressor precision;
-        the latent comes back as fp32."""
+        the latent comes back as fp32. The optimisation objective's latent term calls E through this too,
+        so refinement and the optimisation-only baseline run E exactly as the regressor's pass does."""
         E = self.regressor if regressor is None else regressor
         if self.regressor_precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 return E(x, m).float()
         return E(x, m)
-
-    def _objective_regressor(self, regressor=None):
-        """E as the optimisation objective's latent term calls it: in the pipeline's regressor precision, so
-        that refinement and the optimisation-only baseline run E exactly as the regressor's pass does."""
-        return functools.partial(self.run_regressor, regressor=regressor)
 
     @torch.no_grad()
     def generate(self, latent: torch.Tensor) -> torch.Tensor:
@@ -260,7 +256,7 @@ class Pipeline:
         if refine:
             res = optimise_latent(
                 self.generator,
-                self._objective_regressor(E),
+                functools.partial(self.run_regressor, regressor=E),
                 self.space,
                 collage,
                 known,
@@ -312,7 +308,7 @@ class Pipeline:
         if refine:
             flat = latents.flatten(0, 1)
             xs, ms = x.repeat_interleave(n, 0), m.repeat_interleave(n, 0)
-            E, cfg = self._objective_regressor(), OptimConfig(steps=refine)
+            E, cfg = self.run_regressor, OptimConfig(steps=refine)
             flat = optimise_latent(self.generator, E, self.space, xs, ms, flat, cfg).latent
             latents = flat.view_as(latents)
         imgs = self.generate(latents.flatten(0, 1)).view(x.shape[0], n, *x.shape[1:])
@@ -374,7 +370,7 @@ class Pipeline:
             anchor = self.run_regressor(x, m)
         init = anchor if latent is None else latent.to(self.device)
         cfg = OptimConfig(steps=steps, method=method, lr=lr, **weights)
-        E = self._objective_regressor()
+        E = self.run_regressor
         return optimise_latent(self.generator, E, self.space, x, m, init, cfg, anchor=anchor, track=track)
 
     def optimize(
@@ -393,7 +389,7 @@ class Pipeline:
         x = x * m
         init = self.mean_latent().expand(x.shape[0], *self.mean_latent().shape[1:]).clone()
         cfg = OptimConfig(steps=steps, method=method, lr=lr, **weights)
-        E = self._objective_regressor()
+        E = self.run_regressor
         return optimise_latent(self.generator, E, self.space, x, m, init, cfg, track=track, default_lr=0.05)
 
     optimise = optimize

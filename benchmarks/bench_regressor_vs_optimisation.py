@@ -325,6 +325,7 @@ def main() -> None:
     ap.add_argument("--opt-lr", type=float, default=None, help="Adam lr of optimisation only (default 0.05)")
     args = ap.parse_args()
     t = time.perf_counter()
+    machine = common.machine()  # ratios depend on the CPU (e.g. bf16 is emulated without avx512_bf16)
     res = run(
         args.quick,
         args.n,
@@ -341,7 +342,7 @@ def main() -> None:
     common.print_table("same time per image: regressor + refine vs optimisation", *refine_table(res))
     common.log(f"({time.perf_counter() - t:.0f} s)")
     if args.json:
-        common.write_json(args.json, res)
+        common.write_json(args.json, {"machine": machine, **res})
 
 
 if __name__ == "__main__":

@@ -133,6 +133,15 @@ def test_cli_train_info_and_resume(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["regressor", "export", str(out), str(tmp_path / "exported"), "--half"])
     assert load_regressor(tmp_path / "exported.safetensors").config == load_regressor(out).config
+    # the exported record names the step of the weights it holds (best: the lowest test loss; last: the end)
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    best = min(history, key=lambda e: e["loss"])
+    exported = json.loads((tmp_path / "exported.json").read_text())
+    assert (exported["step"], exported["best_test_loss"]) == (best["step"], best["loss"])
+    with pytest.raises(SystemExit) as e:
+        main(["regressor", "export", str(out / "last.safetensors"), str(tmp_path / "last")])
+    last = json.loads((tmp_path / "last.json").read_text())
+    assert (last["step"], last["test_loss"]) == (3, history[-1]["loss"]) and history[-1]["step"] == 3
 
 
 def test_missing_lpips_weights_stop_with_a_clear_message(tmp_path, capsys, monkeypatch):

@@ -138,16 +138,28 @@ def export(
     ),
 ):
     """Write a self-contained copy (weights + JSON config) of a regressor, e.g. for bundling."""
-    from ..regressors import load_regressor, save_regressor
+    from ..regressors import load_regressor, resolve_regressor_file, save_regressor
 
     reg = load_regressor(model)
-    extra = {}
-    metrics = Path(model) / "metrics.json"
-    if metrics.is_file():
-        m = json.loads(metrics.read_text())
-        extra = {"step": m.get("step"), "best_test_loss": m.get("best_test_loss")}
+    extra = _weights_provenance(resolve_regressor_file(model))
     path = save_regressor(reg, dest, extra=extra, half=half)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
+
+
+def _weights_provenance(weights: Path) -> dict:
+    """The training step and held-out loss of these weights, where they come from a run folder:
+    best.safetensors is the evaluation with the lowest test loss, not the run's last step."""
+    weights = Path(weights)
+    metrics = weights.parent / "metrics.json"
+    if weights.name not in ("best.safetensors", "last.safetensors") or not metrics.is_file():
+        return {}
+    m = json.loads(metrics.read_text())
+    history = m.get("history") or []
+    if weights.name == "best.safetensors" and history:
+        best = min(history, key=lambda e: e["loss"])
+        return {"step": best["step"], "best_test_loss": best["loss"]}
+    final = history[-1] if history and history[-1].get("step") == m.get("step") else {}
+    return {"step": m.get("step"), "test_loss": final.get("loss")}
 
 
 @regressor_app.command("evaluate")

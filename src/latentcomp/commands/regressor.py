@@ -149,9 +149,11 @@ def export(
 def _weights_provenance(weights: Path) -> dict:
     """The training step and held-out loss of these weights, where they come from a run folder:
     best.safetensors is the evaluation with the lowest test loss, not the run's last step."""
+    from ..regressors.io import RUN_WEIGHT_FILES
+
     weights = Path(weights)
     metrics = weights.parent / "metrics.json"
-    if weights.name not in ("best.safetensors", "last.safetensors") or not metrics.is_file():
+    if weights.name not in RUN_WEIGHT_FILES or not metrics.is_file():
         return {}
     m = json.loads(metrics.read_text())
     history = m.get("history") or []

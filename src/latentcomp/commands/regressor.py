@@ -147,21 +147,21 @@ def export(
 
 
 def _weights_provenance(weights: Path) -> dict:
-    """The training step and held-out loss of these weights, where they come from a run folder:
-    best.safetensors is the evaluation with the lowest test loss, not the run's last step."""
+    """The training step and held-out loss that a run wrote into this checkpoint's metadata when it saved
+    it: best.safetensors is the evaluation with the lowest test loss, not the run's last step."""
+    from safetensors import safe_open
+
     from ..regressors.io import RUN_WEIGHT_FILES
 
     weights = Path(weights)
-    metrics = weights.parent / "metrics.json"
-    if weights.name not in RUN_WEIGHT_FILES or not metrics.is_file():
+    if weights.name not in RUN_WEIGHT_FILES:
         return {}
-    m = json.loads(metrics.read_text())
-    history = m.get("history") or []
-    if weights.name == "best.safetensors" and history:
-        best = min(history, key=lambda e: e["loss"])
-        return {"step": best["step"], "best_test_loss": best["loss"]}
-    final = history[-1] if history and history[-1].get("step") == m.get("step") else {}
-    return {"step": m.get("step"), "test_loss": final.get("loss")}
+    with safe_open(str(weights), framework="pt", device="cpu") as f:
+        record = json.loads((f.metadata() or {}).get("latentcomp_config", "{}"))
+    if "step" not in record:
+        return {}
+    loss_key = "best_test_loss" if weights.name == "best.safetensors" else "test_loss"
+    return {"step": record["step"], loss_key: record.get("test_loss")}
 
 
 @regressor_app.command("evaluate")

@@ -3,7 +3,9 @@
     python benchmarks/bench_regressor_vs_optimisation.py [--quick] [--n 200] [--model toyfaces]
 
 Inputs: n samples of the model's generator (x = G(z), z from its prior, seed 0), hidden by masks of the
-paper's sampler (`latentcomp.masks.noise_masks`). Figures, all batched over the n inputs:
+paper's sampler (`latentcomp.masks.noise_masks`). Each method runs over the n inputs in batches of the size
+that is fastest for it, tried side by side (`--batch-sizes`, and all n at once; the ratio with both in one
+batch of n is printed too). Figures:
 - regressor: time of G(E(x * m, m)) per image, and its masked L1 on the known pixels (per image);
 - optimisation only (`Pipeline.optimize`: Adam from the generator's mean latent, the applications' refine
   objective from `latentcomp.edit.refine`): the masked L1 after every step; for each image the first step
@@ -35,6 +37,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 TARGET = 100.0
+# batch sizes tried for each method (besides all n inputs at once): on a CPU the fastest is rarely the
+# largest (caches), and it differs between E + G and an optimisation step
+DEFAULT_BATCH_SIZES = (5, 10, 25, 50)
 
 
 def load_pipeline(name: str, quick: bool):
@@ -87,42 +92,83 @@ def targets(pipe, n: int, seed: int = 0):
     return x * m, m
 
 
-def measure_regressor(pipe, x, m, n: int) -> dict:
-    """E + G, batched, best of 5 (after 2 warm-up calls: a compiled E may recompile on its second call),
-    and its masked L1 on the known pixels."""
+def chunk_sizes(requested, n: int) -> list[int]:
+    """The batch sizes to try: the requested ones below n, and n itself (one batch)."""
+    return sorted({c for c in requested if 0 < c < n} | {n})
+
+
+def batches(x, m, chunk: int):
+    return [(x[i : i + chunk], m[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
+
+
+def measure_regressor(pipe, x, m, n: int, chunks: list[int]) -> dict:
+    """E + G over all n inputs, in batches of each size in `chunks`; each timed as best of 5 (after 2
+    warm-up calls: a compiled E may recompile on its second call). The fastest batch size counts; its
+    masked L1 on the known pixels is the error to reach."""
     from latentcomp.edit.refine import masked_l1
 
-    def regress():
+    def regress(chunk):
         with torch.no_grad():
-            return pipe.generate(pipe.invert(x, m))
+            return torch.cat([pipe.generate(pipe.invert(xc, mc)) for xc, mc in batches(x, m, chunk)])
 
-    regress()
-    regress()
-    c0 = time.process_time()
-    times = common.time_calls(regress, 5, warmup=0)
+    by_chunk = {}
+    for chunk in chunks:
+        regress(chunk)
+        regress(chunk)
+        c0 = time.process_time()
+        times = common.time_calls(lambda c=chunk: regress(c), 5, warmup=0)
+        by_chunk[chunk] = (min(times) / n, (time.process_time() - c0) / (len(times) * n))
+    best = min(by_chunk, key=lambda c: by_chunk[c][0])
     return {
-        "seconds": min(times) / n,
-        "cpu_seconds": (time.process_time() - c0) / (len(times) * n),
-        "error": masked_l1(regress(), x, m).cpu(),
+        "seconds": by_chunk[best][0],
+        "cpu_seconds": by_chunk[best][1],
+        "error": masked_l1(regress(best), x, m).cpu(),
+        "chunk": best,
+        "seconds_by_chunk": {c: t for c, (t, _) in by_chunk.items()},
     }
 
 
-def measure_optimisation(pipe, x, m, n: int, budget: float, max_steps: int, opt_lr: float | None) -> dict:
-    """Optimisation only, tracked per step; a short trial (which also warms up) sets the step count that
-    fits the budget."""
-    pipe.optimize(x, m, steps=2, lr=opt_lr)
-    trial = pipe.optimize(x, m, steps=2, lr=opt_lr)
-    per_step = trial.seconds / 2
-    steps = int(max(2, min(max_steps, budget / max(per_step, 1e-9))))
-    common.log(f"[reg-vs-opt] {n} inputs, optimisation {steps} steps (~{per_step:.2f} s/step for the batch)")
+TRIAL_IMAGES = 20  # the optimisation's batch-size trials use at least this many inputs (noise)
+
+
+def measure_optimisation(
+    pipe, x, m, n: int, budget: float, max_steps: int, opt_lr: float | None, chunks: list[int]
+) -> dict:
+    """Optimisation only. A trial per batch size (2 warm-up steps, then the time of 8 steps minus that of 2
+    on >= TRIAL_IMAGES inputs) picks the fastest batch size and the step count that fits the budget; the
+    tracked run then optimises all n inputs in batches of that size. Each image's trajectory does not
+    depend on its batch (per-image losses, Adam per coordinate)."""
+
+    def optimise(chunk, images, steps, track=False):
+        return [
+            pipe.optimize(xc, mc, steps=steps, lr=opt_lr, track=track)
+            for xc, mc in batches(x[:images], m[:images], chunk)
+        ]
+
+    by_chunk = {}
+    for chunk in chunks:
+        images = min(n, chunk * math.ceil(TRIAL_IMAGES / chunk))
+        optimise(chunk, images, 2)  # warm-up (and compilation)
+        short = sum(r.seconds for r in optimise(chunk, images, 2))
+        long = sum(r.seconds for r in optimise(chunk, images, 8))
+        by_chunk[chunk] = max(long - short, 1e-9) / 6 / images
+    best = min(by_chunk, key=by_chunk.get)
+    steps = int(max(2, min(max_steps, budget / (by_chunk[best] * n))))
+    common.log(
+        f"[reg-vs-opt] {n} inputs, optimisation {steps} steps in batches of {best} "
+        f"(~{by_chunk[best] * n:.2f} s/step for all)"
+    )
     c0 = time.process_time()
-    opt = pipe.optimize(x, m, steps=steps, lr=opt_lr, track=True)
+    runs = optimise(best, n, steps, track=True)
+    seconds = sum(r.seconds for r in runs)
     return {
         "steps": steps,
-        "history": opt.history,  # (steps + 1, n)
-        "step_seconds": opt.seconds / steps / n,  # per step, per image
+        "history": torch.cat([r.history for r in runs], dim=1),  # (steps + 1, n)
+        "step_seconds": seconds / steps / n,  # per step, per image
         "step_cpu_seconds": (time.process_time() - c0) / steps / n,
-        "perceptual_used": bool(opt.perceptual_used),
+        "perceptual_used": bool(runs[0].perceptual_used),
+        "chunk": best,
+        "step_seconds_by_chunk": by_chunk,
     }
 
 
@@ -142,16 +188,23 @@ def compare(pipe, x, m, n: int, reg: dict, opt: dict, refine_steps: tuple[int, .
     cpu_ratios = [k * cpu_step / cpu_reg if k >= 0 else math.inf for k in first]
     cpu_median = statistics.median(cpu_ratios) if n_reached * 2 > n else math.inf
 
+    # both methods in one batch of all n inputs (the figure before batch sizes were tried): the tracked
+    # run's step time, scaled by the trials' cost of a step in one batch vs in the chosen batch size
+    trial = opt["step_seconds_by_chunk"]
+    step_one_batch = step_s * trial[n] / trial[opt["chunk"]]
+    reg_one_batch = reg["seconds_by_chunk"][n]
+    one_batch = [k * step_one_batch / reg_one_batch if k >= 0 else math.inf for k in first]
+
     refine = []
     for k in refine_steps:
-        r = pipe.refine(x, m, steps=k)
-        t_total = t_reg + r.seconds / n
+        runs = [pipe.refine(xc, mc, steps=k) for xc, mc in batches(x, m, opt["chunk"])]
+        t_total = t_reg + sum(r.seconds for r in runs) / n
         k_opt = min(steps, int(t_total / step_s))
         refine.append(
             {
                 "refine_steps": k,
                 "seconds_per_image": t_total,
-                "regressor_refine_l1": float(r.known_l1.mean()),
+                "regressor_refine_l1": float(torch.cat([r.known_l1 for r in runs]).mean()),
                 "optimisation_steps_same_time": k_opt,
                 "optimisation_l1_same_time": float(hist[k_opt].mean()),
                 "optimisation_time_covered": k_opt == int(t_total / step_s),
@@ -161,14 +214,22 @@ def compare(pipe, x, m, n: int, reg: dict, opt: dict, refine_steps: tuple[int, .
         "regressor_precision": pipe.regressor_precision,
         "perceptual_term_used": opt["perceptual_used"],
         "regressor_ms_per_image": t_reg * 1e3,
+        "regressor_batch": reg["chunk"],
+        "regressor_ms_per_image_by_batch": {c: t * 1e3 for c, t in reg["seconds_by_chunk"].items()},
         "regressor_l1_mean": float(err_reg.mean()),
         "optimisation_steps": steps,
         "optimisation_ms_per_step_per_image": step_s * 1e3,
+        "optimisation_batch": opt["chunk"],
+        "optimisation_trial_ms_per_step_per_image_by_batch": {
+            c: t * 1e3 for c, t in opt["step_seconds_by_chunk"].items()
+        },
         "optimisation_l1_final_mean": float(hist[-1].mean()),
         "median_steps_to_regressor_error": statistics.median(k if k >= 0 else math.inf for k in first),
         "reached_regressor_error": n_reached,
         "speedup_median": median,
         "speedup_p10": common.percentile(finite, 10) if finite else math.inf,
+        "speedup_median_one_batch": statistics.median(one_batch) if n_reached * 2 > n else math.inf,
+        "speedup_lower_bound_unreached_one_batch": steps * step_one_batch / reg_one_batch,
         "speedup_lower_bound_unreached": lower_bound,
         "regressor_cpu_ms_per_image": cpu_reg * 1e3,
         "optimisation_cpu_ms_per_step_per_image": cpu_step * 1e3,
@@ -190,10 +251,11 @@ def run(
     compile_variant: bool = True,
     opt_lr: float | None = None,
     bf16_variant: bool = True,
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
 ) -> dict:
     """Eager, then (unless quick or disabled) the same pipeline compiled (`Pipeline.compile`), then (unless
     disabled) with E in bf16. Each change applies to the regressor's E + G and to the optimisation's steps
-    alike, so every ratio stays like for like."""
+    alike, so every ratio stays like for like. Each method runs at its fastest of `batch_sizes` (and n)."""
     threads = threads or common.cores()
     torch.set_num_threads(threads)
     if quick:
@@ -205,17 +267,20 @@ def run(
     x, m = targets(pipe, n)
     budget = opt_budget_s or (10.0 if quick else 120.0)
     max_steps = steps or (20 if quick else 400)
+    chunks = chunk_sizes(batch_sizes, n)
 
     def variant():
-        reg = measure_regressor(pipe, x, m, n)
-        opt = measure_optimisation(pipe, x, m, n, budget, max_steps, opt_lr)
+        reg = measure_regressor(pipe, x, m, n, chunks)
+        opt = measure_optimisation(pipe, x, m, n, budget, max_steps, opt_lr, chunks)
         return compare(pipe, x, m, n, reg, opt, refine_steps)
 
     variants = {"eager": variant()}
     if compile_variant and not quick:
         common.log("[reg-vs-opt] compiled (torch.compile of E and G; compile time not counted)")
         t0 = time.perf_counter()
-        pipe.compile()
+        # one static graph per batch size and grad mode (and autocast for the bf16 pass): allow them all
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * len(chunks))
+        pipe.compile(dynamic=False)
         variants["compile"] = variant()
         variants["compile"]["seconds_including_compile"] = time.perf_counter() - t0
     if bf16_variant:
@@ -227,6 +292,7 @@ def run(
         "model": model,
         "note": note,
         "n": n,
+        "batch_sizes": chunks,
         "resolution": pipe.resolution,
         "threads": threads,
         "space": pipe.space,
@@ -259,14 +325,15 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
         "model",
         "variant",
         "n",
-        "regressor ms/img",
+        "regressor ms/img (batch)",
         "regressor L1",
         "opt steps",
-        "opt ms/step/img",
+        "opt ms/step/img (batch)",
         "reached",
         "median steps",
         "speed-up (median)",
         "speed-up (CPU time)",
+        "speed-up (one batch of n)",
         "target",
     ]
     rows = []
@@ -276,14 +343,15 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
                 res["model"],
                 name,
                 str(res["n"]),
-                common.fmt(v["regressor_ms_per_image"], ".2f"),
+                f"{common.fmt(v['regressor_ms_per_image'], '.2f')} ({v['regressor_batch']})",
                 common.fmt(v["regressor_l1_mean"], ".4f"),
                 str(v["optimisation_steps"]),
-                common.fmt(v["optimisation_ms_per_step_per_image"], ".2f"),
+                f"{common.fmt(v['optimisation_ms_per_step_per_image'], '.2f')} ({v['optimisation_batch']})",
                 f"{v['reached_regressor_error']}/{res['n']}",
                 common.fmt(v["median_steps_to_regressor_error"], ".0f"),
                 _speedup_cell(v["speedup_median"], v["speedup_lower_bound_unreached"]),
                 _speedup_cell(v["speedup_median_cpu_time"], v["speedup_lower_bound_unreached_cpu_time"]),
+                _speedup_cell(v["speedup_median_one_batch"], v["speedup_lower_bound_unreached_one_batch"]),
                 f">= {TARGET:.0f}x ({'met' if v['meets_target'] else 'MISSED'})",
             ]
         )
@@ -332,8 +400,19 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0.0, help="seconds for each optimisation run")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled variant")
     ap.add_argument("--no-bf16", action="store_true", help="skip the variant with E under bf16 autocast")
+    ap.add_argument(
+        "--batch-sizes",
+        default=",".join(map(str, DEFAULT_BATCH_SIZES)),
+        help="comma-separated batch sizes to try for each method, besides all --n inputs at once",
+    )
     ap.add_argument("--opt-lr", type=float, default=None, help="Adam lr of optimisation only (default 0.05)")
     args = ap.parse_args()
+    try:
+        batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
+    except ValueError:
+        ap.error(f"--batch-sizes: expected comma-separated integers, got {args.batch_sizes!r}")
+    if any(b < 1 for b in batch_sizes):
+        ap.error(f"--batch-sizes: sizes must be >= 1, got {args.batch_sizes!r}")
     t = time.perf_counter()
     machine = common.machine()  # ratios depend on the CPU (e.g. bf16 is emulated without avx512_bf16)
     res = run(
@@ -346,6 +425,7 @@ def main() -> None:
         compile_variant=not args.no_compile,
         opt_lr=args.opt_lr,
         bf16_variant=not args.no_bf16,
+        batch_sizes=batch_sizes,
     )
     common.log(f"optimisation-only Adam lr {res['optimisation_lr']}")
     common.print_table("regressor vs optimisation", *table(res))

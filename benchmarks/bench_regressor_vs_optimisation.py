@@ -98,7 +98,7 @@ def chunk_sizes(requested, n: int) -> list[int]:
 
 
 def batches(x, m, chunk: int):
-    return [(x[i : i + chunk], m[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
+    return list(zip(x.split(chunk), m.split(chunk), strict=True))
 
 
 def measure_regressor(pipe, x, m, n: int, chunks: list[int]) -> dict:
@@ -111,24 +111,24 @@ def measure_regressor(pipe, x, m, n: int, chunks: list[int]) -> dict:
         with torch.no_grad():
             return torch.cat([pipe.generate(pipe.invert(xc, mc)) for xc, mc in batches(x, m, chunk)])
 
-    by_chunk, median_by_chunk = {}, {}
+    times, cpu_seconds = {}, {}  # per batch size: wall time of each call; CPU seconds per image
     for chunk in chunks:
         regress(chunk)
         regress(chunk)
         c0 = time.process_time()
-        times = common.time_calls(lambda c=chunk: regress(c), 5, warmup=0)
-        by_chunk[chunk] = (min(times) / n, (time.process_time() - c0) / (len(times) * n))
-        median_by_chunk[chunk] = statistics.median(times) / n
-    best = min(by_chunk, key=lambda c: by_chunk[c][0])
+        times[chunk] = common.time_calls(lambda c=chunk: regress(c), 5, warmup=0)
+        cpu_seconds[chunk] = (time.process_time() - c0) / (len(times[chunk]) * n)
+    seconds_by_chunk = {c: min(t) / n for c, t in times.items()}
+    best = min(seconds_by_chunk, key=seconds_by_chunk.get)
     return {
-        "seconds": by_chunk[best][0],
-        "cpu_seconds": by_chunk[best][1],
+        "seconds": seconds_by_chunk[best],
+        "cpu_seconds": cpu_seconds[best],
         # the optimisation's time is the mean of one long run: the median call shows how much "best of"
         # favours the regressor on a noisy machine
-        "median_seconds": median_by_chunk[best],
+        "median_seconds": statistics.median(times[best]) / n,
         "error": masked_l1(regress(best), x, m).cpu(),
         "chunk": best,
-        "seconds_by_chunk": {c: t for c, (t, _) in by_chunk.items()},
+        "seconds_by_chunk": seconds_by_chunk,
     }
 
 

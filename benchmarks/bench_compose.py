@@ -16,9 +16,10 @@ Variants, each measured in the same run: fp32 eager (threads = cores), channels_
 channels_last + bf16, fp32 with one thread, channels_last + bf16 with one thread (the 256 px models skip
 channels_last and bf16 alone, to keep the run short); in fresh subprocesses: fp32 with OMP_WAIT_POLICY=PASSIVE
 (OpenMP threads sleep at barriers instead of spinning, which matters when other processes compete for the
-cores) and torch.compile (64 px models only, one thread for the compiler, capped at 300 s: compiling took
-2.6 minutes for the StyleGAN2 on the loaded 2-core machine). "CPU ms/img" is process CPU time per image in
-the batched run (all threads; spinning counts).
+cores), torch.compile (64 px models only, one thread for the compiler, capped at 300 s: compiling took
+2.6 minutes for the StyleGAN2 on the loaded 2-core machine) and torch.compile with inductor's freezing
+(weights folded in as constants, as `Pipeline.compile(freeze=True)` does for its no-grad graphs).
+"CPU ms/img" is process CPU time per image in the batched run (all threads; spinning counts).
 FLOPs per image come from torch.utils.flop_counter.FlopCounterMode (convolutions and matmuls); achieved
 FLOP/s = images/s x FLOPs per image, as a fraction of this machine's fp32 (and bf16) matmul rate measured
 in the same run.
@@ -216,6 +217,10 @@ def worker(args) -> None:
     if not args.compile:
         print(json.dumps(run_variant("fp32", G, E, threads, cfg, ref)))
         return
+    if args.freeze:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # this process only compiles the timed no-grad function
     f = torch.compile(core(G, E), dynamic=False)
     xb, mb = inputs(G, cfg["batch"], seed=1)
     with torch.no_grad():
@@ -283,6 +288,12 @@ def run(
             common.log("  compile (subprocess, capped)")
             entry["variants"]["compile"] = common.run_json_subprocess(
                 base + ["--compile"], timeout=compile_timeout, env={"TORCHINDUCTOR_COMPILE_THREADS": "1"}
+            )
+            common.log("  compile+freeze (subprocess, capped)")
+            entry["variants"]["compile+freeze"] = common.run_json_subprocess(
+                base + ["--compile", "--freeze"],
+                timeout=compile_timeout,
+                env={"TORCHINDUCTOR_COMPILE_THREADS": "1"},
             )
         elif compile_variant and small and first_small:
             entry["variants"]["compile"] = {"error": "skipped in --quick"}
@@ -378,6 +389,7 @@ def main() -> None:
     )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--freeze", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args)

@@ -13,10 +13,15 @@ batch of n is printed too). Figures:
   speed-up = that time / the regressor's time per image (target >= 100x);
 - regressor + N refinement steps (`Pipeline.refine`) vs optimisation only given the same time per image:
   mean masked L1 of both.
-Variants, side by side: eager; then with `Pipeline.compile()` (E and G under torch.compile for both
-methods, so the comparison stays like for like; compile time not counted); then the compiled pipeline with
-E under bf16 autocast (`Pipeline.set_regressor_precision("bf16")`), again in both methods: the objective's
-latent term runs E at every optimisation step. G stays fp32. `--no-compile` / `--no-bf16` skip those passes.
+Variants, side by side: eager; then with `Pipeline.compile(freeze=False)` (E and G under torch.compile
+for both methods, so the comparison stays like for like; compile time not counted); with `--freeze`,
+compiled with freezing (`Pipeline.compile(freeze=True)`): the graphs run without grad, i.e. the
+regressor's E + G, fold the weights in as constants. The optimisation's steps need grad through G (and E,
+in the objective's latent term), which freezing cannot serve, so they run the same graphs as in the pass
+before. Off by default: freezing speeds E + G at small batches, not at the batch sizes this bench picks
+(figures in docs/benchmarks.md). Then the compiled pipeline with E under bf16 autocast
+(`Pipeline.set_regressor_precision("bf16")`), again in both methods: the objective's latent term runs E at
+every optimisation step. G stays fp32. `--no-eager` / `--no-compile` / `--no-bf16` skip those passes.
 Without the bundled models, a small regressor for `builtin:tiny-random-stylegan2` is trained for a few
 steps first (printed note), so that the regressor's error means something.
 """
@@ -257,10 +262,14 @@ def run(
     opt_lr: float | None = None,
     bf16_variant: bool = True,
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    eager_variant: bool = True,
+    freeze_variant: bool = False,
 ) -> dict:
-    """Eager, then (unless quick or disabled) the same pipeline compiled (`Pipeline.compile`), then (unless
-    disabled) with E in bf16. Each change applies to the regressor's E + G and to the optimisation's steps
-    alike, so every ratio stays like for like. Each method runs at its fastest of `batch_sizes` (and n)."""
+    """Eager, then (unless quick or disabled) the same pipeline compiled (`Pipeline.compile(freeze=False)`),
+    then (if asked) compiled with its no-grad graphs frozen (E + G only), then (unless disabled) with E in
+    bf16. Compiling and bf16 apply to the regressor's E + G and to the optimisation's steps alike; freezing
+    can only apply to E + G (see the module's doc). Each method runs at its fastest of `batch_sizes` (and
+    n)."""
     threads = threads or common.cores()
     torch.set_num_threads(threads)
     if quick:
@@ -279,15 +288,19 @@ def run(
         opt = measure_optimisation(pipe, x, m, n, budget, max_steps, opt_lr, chunks)
         return compare(pipe, x, m, n, reg, opt, refine_steps)
 
-    variants = {"eager": variant()}
-    if compile_variant and not quick:
-        common.log("[reg-vs-opt] compiled (torch.compile of E and G; compile time not counted)")
+    variants = {"eager": variant()} if eager_variant or quick else {}
+    # one static graph per batch size and grad mode (and autocast for the bf16 pass): allow them all
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * len(chunks))
+    compiled = (("compile", False, compile_variant), ("compile + freeze", True, freeze_variant))
+    for name, freeze, wanted in compiled:
+        if not wanted or quick:
+            continue
+        common.log(f"[reg-vs-opt] {name} (torch.compile of E and G, freeze={freeze}; compile not timed)")
+        torch._dynamo.reset()  # a graph compiled before would be reused, frozen or not
         t0 = time.perf_counter()
-        # one static graph per batch size and grad mode (and autocast for the bf16 pass): allow them all
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * len(chunks))
-        pipe.compile(dynamic=False)
-        variants["compile"] = variant()
-        variants["compile"]["seconds_including_compile"] = time.perf_counter() - t0
+        pipe.compile(dynamic=False, freeze=freeze)
+        variants[name] = variant()
+        variants[name]["seconds_including_compile"] = time.perf_counter() - t0
     if bf16_variant:
         # E runs in bf16 in both methods: the objective's latent term calls it at every optimisation step
         common.log("[reg-vs-opt] E under bf16 autocast in both methods (G fp32)")
@@ -403,7 +416,9 @@ def main() -> None:
     ap.add_argument("--model", default="toyfaces", help="toyfaces, toyfaces-stylegan2 or a regressor run")
     ap.add_argument("--steps", type=int, default=0, help="max optimisation steps (0: 400, fit to --budget)")
     ap.add_argument("--budget", type=float, default=0.0, help="seconds for each optimisation run")
-    ap.add_argument("--no-compile", action="store_true", help="skip the compiled variant")
+    ap.add_argument("--no-eager", action="store_true", help="skip the eager variant")
+    ap.add_argument("--no-compile", action="store_true", help="skip the compiled variant without freezing")
+    ap.add_argument("--freeze", action="store_true", help="add a compiled variant with frozen E + G graphs")
     ap.add_argument("--no-bf16", action="store_true", help="skip the variant with E under bf16 autocast")
     ap.add_argument(
         "--batch-sizes",
@@ -431,6 +446,8 @@ def main() -> None:
         opt_lr=args.opt_lr,
         bf16_variant=not args.no_bf16,
         batch_sizes=batch_sizes,
+        eager_variant=not args.no_eager,
+        freeze_variant=args.freeze,
     )
     common.log(f"optimisation-only Adam lr {res['optimisation_lr']}")
     common.print_table("regressor vs optimisation", *table(res))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -191,6 +193,27 @@ def test_compile_matches_eager():
         own = tuned(x[:1] * m[:1], m[:1])
         original = compiled.regressor(x[:1] * m[:1], m[:1])
     assert not torch.allclose(own, original, atol=1e-6)
+
+
+def test_compile_freezes_only_the_no_grad_graphs():
+    """compile(freeze=True) sends the graphs run without grad (E's pass, G's) through inductor's freezing,
+    and not those that need grad (refinement); freeze=False never does. Outputs stay those of eager."""
+    from torch._inductor import freezing
+
+    torch._dynamo.reset()  # fresh graph caches: earlier tests' compiles count towards the recompile limit
+    eager = _pipe(seed=3)
+    x, m = eager.sample(2, seed=5), _half(2)
+    assert not _pipe(seed=3).compile().frozen  # opt-in
+    for freeze in (True, False):
+        pipe = _pipe(seed=3).compile(freeze=freeze)
+        assert pipe.frozen == freeze
+        with mock.patch.object(freezing, "freeze", wraps=freezing.freeze) as spy:
+            out = pipe.reconstruct(x, m)
+            frozen_graphs = spy.call_count
+            pipe.refine(x, m, steps=2, lr=0.05)
+        assert torch.allclose(out, eager.reconstruct(x, m), atol=1e-4)
+        assert (frozen_graphs > 0) == freeze
+        assert spy.call_count == frozen_graphs
 
 
 def test_regressor_bf16_runs_only_e_in_bf16():

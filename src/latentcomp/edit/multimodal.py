@@ -53,13 +53,15 @@ def completion_latents(pipe, x: torch.Tensor, m: torch.Tensor, k: int, seed: int
     xs, ms = x.repeat_interleave(k - 1, 0), m.repeat_interleave(k - 1, 0)
     ones = torch.ones_like(ms)
     if method == "fill":
-        samples = _chunked(lambda zz: G(zz, space="z"), z).clamp(-1, 1)
+        with pipe.inference_context():
+            samples = _chunked(lambda zz: G(zz, space="z"), z).clamp(-1, 1)
     else:
         w = G.to_wplus(G.mapping(z), "w")  # the layer axis is -2 (a GANsformer has components before it)
         mixed = base.repeat_interleave(k - 1, 0).clone()
         split = max(1, mixed.shape[-2] // 2)
         mixed[..., split:, :] = w[..., split:, :]
-        samples = _chunked(lambda ll: G(ll, space="w+"), mixed).clamp(-1, 1)
+        with pipe.inference_context():
+            samples = _chunked(lambda ll: G(ll, space="w+"), mixed).clamp(-1, 1)
     filled = xs * ms + samples * (1 - ms)
     lat = _chunked(lambda a, b: E(a, b), filled, ones)
     lat = lat.view(n, k - 1, *lat.shape[1:])

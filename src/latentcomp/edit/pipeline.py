@@ -12,6 +12,7 @@ notebooks all call these methods; file handling lives in `latentcomp.io`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Sequence
@@ -101,6 +102,7 @@ class Pipeline:
         self._mean_latent: torch.Tensor | None = None
         self.source = getattr(E, "source", "")
         self.compiled = False
+        self.frozen = False
         self.regressor_precision = "fp32"
 
     # ------------------------------------------------------------------ construction
@@ -126,17 +128,37 @@ class Pipeline:
         pipe.source = str(name)
         return pipe
 
-    def compile(self, **options) -> Pipeline:
+    def compile(self, freeze: bool = False, **options) -> Pipeline:
         """Compile the forward passes of G and E with `torch.compile` (in place; returns self).
 
         Worth it for batch jobs: each new input shape or grad mode compiles once on first use (about
         25 s per graph on a 2-core CPU), after which E + G and the refinement / optimisation steps run
         faster (figures in benchmarks/). Outputs match the eager ones to about 1e-5. `options` go to
-        `torch.compile` (e.g. mode="max-autotune")."""
+        `torch.compile` (e.g. mode="max-autotune").
+
+        `freeze=True` is for low latency at small batches (a server answering one image at a time): the
+        pipeline's calls without grad (invert, generate, sample, compose's regressor pass) then compile with
+        inductor's freezing, which folds the weights into the graph as constants and lays conv weights out
+        ahead of time. On a CPU that halved the one-image E + G time of the bundled StyleGAN2 pipeline, but
+        made batches of 64 of the DCGAN one slower (figures in docs/benchmarks.md), hence off by default.
+        Graphs that need grad (refinement, optimisation) cannot be frozen and are unchanged. A frozen graph
+        keeps the weights it was compiled with: do not change E's or G's weights in place afterwards
+        (`finetune` returns a new pipeline, which is fine)."""
         self.generator.compile(**options)
         self.regressor.compile(**options)
         self.compiled = True
+        self.frozen = bool(freeze)
         return self
+
+    def inference_context(self):
+        """Context for E and G calls: with `compile(freeze=True)`, graphs compiled without grad are frozen.
+        Freezing is an inductor setting read while dynamo traces, so it is switched on around the call
+        (`torch.compile`'s `options` reach inductor only after tracing)."""
+        if not (self.compiled and self.frozen) or torch.is_grad_enabled():
+            return contextlib.nullcontext()
+        import torch._inductor.config as inductor_config
+
+        return inductor_config.patch(freezing=True)
 
     def set_regressor_precision(self, precision: str) -> Pipeline:
         """Run E in "fp32" (default) or under bf16 autocast ("bf16"); returns self. G always runs in fp32.
@@ -198,15 +220,17 @@ class Pipeline:
         the latent comes back as fp32. The optimisation objective's latent term calls E through this too,
         so refinement and the optimisation-only baseline run E exactly as the regressor's pass does."""
         E = self.regressor if regressor is None else regressor
-        if self.regressor_precision == "bf16":
-            with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                return E(x, m).float()
-        return E(x, m)
+        with self.inference_context():
+            if self.regressor_precision == "bf16":
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    return E(x, m).float()
+            return E(x, m)
 
     @torch.no_grad()
     def generate(self, latent: torch.Tensor) -> torch.Tensor:
         """G(latent) in the regressor's space -> images (N, C, H, W) in [-1, 1] (on the pipeline's device)."""
-        return self.generator(latent.to(self.device), space=self.space).clamp(-1, 1)
+        with self.inference_context():
+            return self.generator(latent.to(self.device), space=self.space).clamp(-1, 1)
 
     @torch.no_grad()
     def sample(self, n: int = 1, seed: int = 0, return_latent: bool = False):
@@ -215,7 +239,8 @@ class Pipeline:
             raise LatentcompError(f"n must be at least 1; got {n}")
         g = torch.Generator().manual_seed(int(seed))
         z = self.generator.sample_latent(n, generator=g).to(self.device)
-        img = self.generator(z, space="z").clamp(-1, 1)
+        with self.inference_context():
+            img = self.generator(z, space="z").clamp(-1, 1)
         return (img, z) if return_latent else img
 
     def reconstruct(self, x, mask=None) -> torch.Tensor:

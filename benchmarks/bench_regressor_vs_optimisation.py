@@ -10,7 +10,8 @@ batch of n is printed too). Figures:
 - optimisation only (`Pipeline.optimize`: Adam from the generator's mean latent, the applications' refine
   objective from `latentcomp.edit.refine`): the masked L1 after every step; for each image the first step
   at which it is <= the regressor's error; time to reach = steps x time per step per image;
-  speed-up = that time / the regressor's time per image (target >= 100x);
+  speed-up = that time / the regressor's time per image (target >= 100x), with E + G timed as its best
+  call and, like for like with the step's long-run mean, as its median call;
 - regressor + N refinement steps (`Pipeline.refine`) vs optimisation only given the same time per image:
   mean masked L1 of both.
 Variants, side by side: eager; then with `Pipeline.compile(freeze=False)` (E and G under torch.compile
@@ -239,6 +240,9 @@ def compare(pipe, x, m, n: int, reg: dict, opt: dict, refine_steps: tuple[int, .
         "speedup_median": median,
         "speedup_p10": common.percentile(finite, 10) if finite else math.inf,
         "speedup_median_one_batch": statistics.median(one_batch) if n_reached * 2 > n else math.inf,
+        # E + G at its median call instead of its best: like for like with the optimisation's step time,
+        # which is the mean of one long run (best-of favours the regressor on a noisy machine)
+        "speedup_median_regressor_median_call": median * t_reg / reg["median_seconds"],
         "speedup_lower_bound_unreached_one_batch": steps * step_one_batch / reg_one_batch,
         "speedup_lower_bound_unreached": lower_bound,
         "regressor_cpu_ms_per_image": cpu_reg * 1e3,
@@ -350,6 +354,7 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
         "reached",
         "median steps",
         "speed-up (median)",
+        "speed-up (E + G median call)",
         "speed-up (CPU time)",
         "speed-up (one batch of n)",
         "target",
@@ -368,6 +373,12 @@ def table(res: dict) -> tuple[list[str], list[list[str]]]:
                 f"{v['reached_regressor_error']}/{res['n']}",
                 common.fmt(v["median_steps_to_regressor_error"], ".0f"),
                 _speedup_cell(v["speedup_median"], v["speedup_lower_bound_unreached"]),
+                _speedup_cell(
+                    v["speedup_median_regressor_median_call"],
+                    v["speedup_lower_bound_unreached"]
+                    * v["regressor_ms_per_image"]
+                    / v["regressor_ms_per_image_median_call"],
+                ),
                 _speedup_cell(v["speedup_median_cpu_time"], v["speedup_lower_bound_unreached_cpu_time"]),
                 _speedup_cell(v["speedup_median_one_batch"], v["speedup_lower_bound_unreached_one_batch"]),
                 f">= {TARGET:.0f}x ({'met' if v['meets_target'] else 'MISSED'})",

@@ -285,16 +285,11 @@ def run(
                 base, timeout=900, env={"OMP_WAIT_POLICY": "PASSIVE"}
             )
         if compile_variant and small and not quick:
-            common.log("  compile (subprocess, capped)")
-            entry["variants"]["compile"] = common.run_json_subprocess(
-                base + ["--compile"], timeout=compile_timeout, env={"TORCHINDUCTOR_COMPILE_THREADS": "1"}
-            )
-            common.log("  compile+freeze (subprocess, capped)")
-            entry["variants"]["compile+freeze"] = common.run_json_subprocess(
-                base + ["--compile", "--freeze"],
-                timeout=compile_timeout,
-                env={"TORCHINDUCTOR_COMPILE_THREADS": "1"},
-            )
+            for v, flags in (("compile", ["--compile"]), ("compile+freeze", ["--compile", "--freeze"])):
+                common.log(f"  {v} (subprocess, capped)")
+                entry["variants"][v] = common.run_json_subprocess(
+                    base + flags, timeout=compile_timeout, env={"TORCHINDUCTOR_COMPILE_THREADS": "1"}
+                )
         elif compile_variant and small and first_small:
             entry["variants"]["compile"] = {"error": "skipped in --quick"}
         ok = {k: v for k, v in entry["variants"].items() if "images_per_s" in v}

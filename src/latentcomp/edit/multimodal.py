@@ -52,15 +52,14 @@ def completion_latents(pipe, x: torch.Tensor, m: torch.Tensor, k: int, seed: int
     z = G.sample_latent(n * (k - 1), generator=g).to(pipe.device)
     xs, ms = x.repeat_interleave(k - 1, 0), m.repeat_interleave(k - 1, 0)
     ones = torch.ones_like(ms)
-    if method == "fill":
-        with pipe.inference_context():
+    with pipe.inference_context():
+        if method == "fill":
             samples = _chunked(lambda zz: G(zz, space="z"), z).clamp(-1, 1)
-    else:
-        w = G.to_wplus(G.mapping(z), "w")  # the layer axis is -2 (a GANsformer has components before it)
-        mixed = base.repeat_interleave(k - 1, 0).clone()
-        split = max(1, mixed.shape[-2] // 2)
-        mixed[..., split:, :] = w[..., split:, :]
-        with pipe.inference_context():
+        else:
+            w = G.to_wplus(G.mapping(z), "w")  # the layer axis is -2 (a GANsformer has components before it)
+            mixed = base.repeat_interleave(k - 1, 0).clone()
+            split = max(1, mixed.shape[-2] // 2)
+            mixed[..., split:, :] = w[..., split:, :]
             samples = _chunked(lambda ll: G(ll, space="w+"), mixed).clamp(-1, 1)
     filled = xs * ms + samples * (1 - ms)
     lat = _chunked(lambda a, b: E(a, b), filled, ones)

@@ -139,8 +139,9 @@ class Pipeline:
         `freeze=True` is for low latency at small batches (a server answering one image at a time): the
         pipeline's calls without grad (invert, generate, sample, compose's regressor pass) then compile with
         inductor's freezing, which folds the weights into the graph as constants and lays conv weights out
-        ahead of time. On a CPU that halved the one-image E + G time of the bundled StyleGAN2 pipeline, but
-        made batches of 64 of the DCGAN one slower (figures in docs/benchmarks.md), hence off by default.
+        ahead of time. On a CPU that halved the one-image E + G time of the bundled StyleGAN2 pipeline, while
+        batches of 64 of the DCGAN one ran slower in one run and faster in another (figures in
+        docs/benchmarks.md); with no clear batch gain and stale weights as its risk, it is off by default.
         Graphs that need grad (refinement, optimisation) cannot be frozen and are unchanged. A frozen graph
         keeps the weights it was compiled with: do not change E's or G's weights in place afterwards
         (`finetune` returns a new pipeline, which is fine)."""

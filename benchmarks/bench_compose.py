@@ -19,6 +19,9 @@ channels_last and bf16 alone, to keep the run short); in fresh subprocesses: fp3
 cores), torch.compile (64 px models only, one thread for the compiler, capped at 300 s: compiling took
 2.6 minutes for the StyleGAN2 on the loaded 2-core machine) and torch.compile with inductor's freezing
 (weights folded in as constants, as `Pipeline.compile(freeze=True)` does for its no-grad graphs).
+The bf16 variants run only where the CPU has bf16 units (AVX512-BF16 or AMX; `--bf16` forces them): on
+others torch emulates bf16 at a fraction of the fp32 speed, which made the 256 px models take most of an
+hour and measures nothing a user would pick.
 "CPU ms/img" is process CPU time per image in the batched run (all threads; spinning counts).
 FLOPs per image come from torch.utils.flop_counter.FlopCounterMode (convolutions and matmuls); achieved
 FLOP/s = images/s x FLOPs per image, as a fraction of this machine's fp32 (and bf16) matmul rate measured
@@ -241,8 +244,11 @@ def run(
     compile_timeout: float = 300.0,
     models: list[str] | None = None,
     peaks: common.Peaks | None = None,
+    bf16: bool | None = None,
 ) -> dict:
+    """`bf16`: run the bf16 variants (None: where the CPU has bf16 units)."""
     threads = threads or common.cores()
+    bf16 = common.native_bf16() if bf16 is None else bf16
     torch.set_num_threads(threads)
     peaks = peaks or common.Peaks(threads)
     models = models or ["toyfaces", "toyfaces-stylegan2", "progan-256", "stylegan2-256"]
@@ -269,6 +275,9 @@ def run(
             "variants": {},
         }
         for v in QUICK_VARIANTS if quick else VARIANTS if small else LARGE_VARIANTS:
+            if "bf16" in v and not bf16:
+                entry["variants"][v] = {"error": "skipped: no bf16 units on this CPU (--bf16 forces it)"}
+                continue
             entry["variants"][v] = run_variant(v, G, E, threads, cfg, ref)
             common.log(
                 f"  {v}: {entry['variants'][v].get('images_per_s', entry['variants'][v].get('error'))}"
@@ -382,6 +391,7 @@ def main() -> None:
     ap.add_argument(
         "--model", action="append", help="toyfaces, toyfaces-stylegan2, progan-256, stylegan2-256"
     )
+    ap.add_argument("--bf16", action="store_true", help="run the bf16 variants even without bf16 units")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--freeze", action="store_true", help=argparse.SUPPRESS)
@@ -389,7 +399,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    res = run(args.quick, args.threads, not args.no_compile, models=args.model)
+    res = run(args.quick, args.threads, not args.no_compile, models=args.model, bf16=args.bf16 or None)
     print(
         "matmul peaks (best of the run), GFLOP/s: "
         + ", ".join(f"{k} {v:.1f}" for k, v in res["matmul_peak_gflop_s"].items())

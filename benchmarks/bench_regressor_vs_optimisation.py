@@ -20,9 +20,14 @@ compiled with freezing (`Pipeline.compile(freeze=True)`): the graphs run without
 regressor's E + G, fold the weights in as constants. The optimisation's steps need grad through G (and E,
 in the objective's latent term), which freezing cannot serve, so they run the same graphs as in the pass
 before. Off by default: freezing speeds E + G at small batches, not at the batch sizes this bench picks
-(figures in docs/benchmarks.md). Then the compiled pipeline with E under bf16 autocast
-(`Pipeline.set_regressor_precision("bf16")`), again in both methods: the objective's latent term runs E at
-every optimisation step. G stays fp32. `--no-eager` / `--no-compile` / `--no-bf16` skip those passes.
+(figures in docs/benchmarks.md). With `--int8`, the compiled pipeline with E as an int8 copy
+(`Pipeline.set_regressor_precision("int8")`): it serves E's calls without grad, i.e. the regressor's pass
+and the objective's anchor E(x, m); the objective's latent term needs E's gradient and runs the fp32 E, as
+int8 kernels have no backward. Off by default: it adds minutes, and its gain stayed within the spread
+between runs (E + G 10-13% faster, the regressor's error 1-5% higher; docs/benchmarks.md). Then the
+compiled pipeline with E under bf16 autocast (`Pipeline.set_regressor_precision("bf16")`), again in both
+methods: the objective's latent term runs E at every optimisation step. G stays fp32. `--no-eager` /
+`--no-compile` / `--no-bf16` skip those passes.
 Without the bundled models, a small regressor for `builtin:tiny-random-stylegan2` is trained for a few
 steps first (printed note), so that the regressor's error means something.
 """
@@ -269,12 +274,13 @@ def run(
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     eager_variant: bool = True,
     freeze_variant: bool = False,
+    int8_variant: bool = False,
 ) -> dict:
     """Eager, then (unless quick or disabled) the same pipeline compiled (`Pipeline.compile(freeze=False)`),
-    then (if asked) compiled with its no-grad graphs frozen (E + G only), then (unless disabled) with E in
-    bf16. Compiling and bf16 apply to the regressor's E + G and to the optimisation's steps alike; freezing
-    can only apply to E + G (see the module's doc). Each method runs at its fastest of `batch_sizes` (and
-    n)."""
+    then (if asked) compiled with its no-grad graphs frozen (E + G only), then (if asked) with E as an int8
+    copy, then (unless disabled) with E in bf16. Compiling and bf16 apply to the regressor's E + G and to the
+    optimisation's steps alike; freezing can only apply to E + G (see the module's doc), int8 to E's calls
+    without grad. Each method runs at its fastest of `batch_sizes` (and n)."""
     threads = threads or common.cores()
     torch.set_num_threads(threads)
     if quick:
@@ -306,6 +312,10 @@ def run(
         pipe.compile(dynamic=False, freeze=freeze)
         variants[name] = variant()
         variants[name]["seconds_including_compile"] = time.perf_counter() - t0
+    if int8_variant:
+        common.log("[reg-vs-opt] E as an int8 copy for its calls without grad (G fp32)")
+        pipe.set_regressor_precision("int8")
+        variants["compile + int8 E" if pipe.compiled else "int8 E"] = variant()
     if bf16_variant:
         # E runs in bf16 in both methods: the objective's latent term calls it at every optimisation step
         common.log("[reg-vs-opt] E under bf16 autocast in both methods (G fp32)")
@@ -429,6 +439,7 @@ def main() -> None:
     ap.add_argument("--no-eager", action="store_true", help="skip the eager variant")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled variant without freezing")
     ap.add_argument("--freeze", action="store_true", help="add a compiled variant with frozen E + G graphs")
+    ap.add_argument("--int8", action="store_true", help="add a variant with an int8 copy of E (CPU)")
     ap.add_argument("--no-bf16", action="store_true", help="skip the variant with E under bf16 autocast")
     ap.add_argument(
         "--batch-sizes",
@@ -458,6 +469,7 @@ def main() -> None:
         batch_sizes=batch_sizes,
         eager_variant=not args.no_eager,
         freeze_variant=args.freeze,
+        int8_variant=args.int8,
     )
     common.log(f"optimisation-only Adam lr {res['optimisation_lr']}")
     common.print_table("regressor vs optimisation", *table(res))

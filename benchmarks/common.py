@@ -53,6 +53,12 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def native_bf16() -> bool:
+    """Whether the CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere torch emulates it, several
+    times slower than fp32."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
+
+
 def other_load() -> dict:
     """Load average and the busiest other processes (from /proc; CPU share since they started is not
     known without sampling, so this reports processes that are running now and their nice level)."""

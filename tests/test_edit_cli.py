@@ -166,8 +166,19 @@ def test_inpaint_regressor_bf16(files, tmp_path, capsys):
     b = np.asarray(Image.open(tmp_path / "bf16.png"), dtype=np.int16)
     assert 0 < np.abs(e - b).mean() <= 2  # another image, close to the fp32 one
     code, _, err = run(base + ["--out", str(tmp_path / "x.png"), "--regressor-precision", "fp16"], capsys)
-    assert code == 2 and "fp16" in err and "accepted: fp32, bf16" in err
+    assert code == 2 and "fp16" in err and "accepted: fp32, bf16, int8" in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_inpaint_regressor_int8(files, tmp_path, capsys):
+    base = ["inpaint", "--model", str(files / "reg.safetensors"), "--image", str(files / "a.png")]
+    base += ["--mask", str(files / "top.png")]
+    assert run(base + ["--out", str(tmp_path / "fp32.png")], capsys)[0] == 0
+    code, so, _ = run(base + ["--out", str(tmp_path / "int8.png"), "--regressor-precision", "int8"], capsys)
+    assert code == 0, so
+    e = np.asarray(Image.open(tmp_path / "fp32.png"), dtype=np.int16)
+    q = np.asarray(Image.open(tmp_path / "int8.png"), dtype=np.int16)
+    assert 0 < np.abs(e - q).mean() <= 4  # another image, close to the fp32 one
 
 
 def test_edit(files, tmp_path, capsys):

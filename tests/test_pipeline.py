@@ -234,9 +234,33 @@ def test_regressor_bf16_runs_only_e_in_bf16():
 
     assert not torch.equal(opt(fp32), opt(bf16))
     assert torch.equal(opt(fp32, latent_weight=0.0), opt(bf16, latent_weight=0.0))
-    with pytest.raises(LatentcompError, match="accepted: fp32, bf16"):
+    with pytest.raises(LatentcompError, match="accepted: fp32, bf16, int8"):
         bf16.set_regressor_precision("fp16")
     assert bf16.regressor_precision == "bf16"
+
+
+def test_regressor_int8_serves_the_calls_without_grad():
+    fp32, q = _pipe(seed=3), _pipe(seed=3).set_regressor_precision("int8", calibration=32)
+    x, m = fp32.sample(4, seed=5), _half(4)
+    a, b = fp32.invert(x, m), q.invert(x, m)
+    assert b.dtype == torch.float32 and not torch.equal(a, b)  # the int8 copy ran ...
+    assert torch.equal(b, q.int8_regressor(x * m, m))
+    assert (a - b).abs().mean() <= 0.05 * a.abs().mean()  # ... near the fp32 latent
+    # every path that regresses uses it: compose, inpaint, refinement's start
+    assert torch.allclose(q.compose([x], [m]).latent, b, atol=1e-6)
+    assert torch.allclose(q.inpaint(x, m, n=2, seed=1).latents[:, 0], b, atol=1e-6)
+    assert torch.allclose(q.refine(x, m, steps=0).latent, b, atol=1e-6)
+    # under grad (the objective's latent term) it is the fp32 E: int8 kernels have no backward
+    with torch.enable_grad():
+        assert torch.equal(q.run_regressor(x * m, m), fp32.run_regressor(x * m, m))
+    assert q.refine(x, m, steps=2).latent.isfinite().all()
+    tuned = q.finetune(x[:1], m[:1], steps=1)
+    assert tuned.regressor_precision == "int8" and tuned.int8_regressor is not q.int8_regressor
+    assert torch.equal(q.set_regressor_precision("fp32").invert(x, m), a) and q.int8_regressor is None
+    q.device = torch.device("cuda")  # as if the pipeline lived on a GPU
+    with pytest.raises(LatentcompError, match="int8 runs on the CPU only"):
+        q.set_regressor_precision("int8")
+    assert q.regressor_precision == "fp32"
 
 
 def test_from_pretrained_file_and_folder(tmp_path):

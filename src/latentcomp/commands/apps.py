@@ -127,7 +127,7 @@ def inpaint(
         False, "--compile", help="torch.compile E and G first: slower start, faster on large folders."
     ),
     regressor_precision: str = typer.Option(
-        "fp32", help="Precision of the regressor E: fp32 or bf16 (faster; G stays fp32)."
+        "fp32", help="Precision of the regressor E: fp32, bf16 or int8 (CPU; faster; G stays fp32)."
     ),
     device: str = typer.Option(None, help="Torch device [default: cpu]."),
 ):

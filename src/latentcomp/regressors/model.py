@@ -71,6 +71,16 @@ class ResNetTrunk(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
+def trunk_forward(backbone: nn.Module, head: nn.Module, space: str, inp: torch.Tensor) -> torch.Tensor:
+    """Backbone, head and global pool: the prepared input -> the flat latent (N, prod(out_shape)).
+    A function of its own so that `quantize.py` traces the same computation."""
+    feat = backbone(inp)
+    # global average pool as a pooling op, not Tensor.mean: int8 tensors (quantize.py) support only the former
+    if space == "w+":
+        return F.adaptive_avg_pool2d(head(feat), 1).flatten(1)
+    return head(F.adaptive_avg_pool2d(feat, 1).flatten(1))
+
+
 def default_backbone(resolution: int) -> str:
     return "small" if resolution <= 64 else "resnet18" if resolution <= 256 else "resnet34"
 
@@ -205,13 +215,8 @@ class Regressor(nn.Module):
         return inp
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        feat = self.backbone(self.prepare_input(x, mask))
-        n = feat.shape[0]
-        if self.space == "w+":
-            out = self.head(feat).mean(dim=(2, 3))
-        else:
-            out = self.head(feat.mean(dim=(2, 3)))
-        return out.view(n, *self.out_shape)
+        inp = self.prepare_input(x, mask)
+        return trunk_forward(self.backbone, self.head, self.space, inp).view(inp.shape[0], *self.out_shape)
 
     def load_generator(self, device: str | torch.device | None = None):
         """The generator this regressor was trained for, loaded from the recorded spec."""

@@ -1,6 +1,6 @@
 """Run every benchmark side by side, write benchmarks/results.json and print the tables (`make bench`).
 
-    python benchmarks/run_all.py            # full run (~10 min on 2 idle cores)
+    python benchmarks/run_all.py            # full run (47 min on 2 idle AVX2 cores)
     python benchmarks/run_all.py --quick    # smoke run (tiny sizes, a minute or two)
     python benchmarks/run_all.py --only compose,toyfaces --json /tmp/r.json
 
@@ -114,7 +114,11 @@ def regressor_vs_optimisation(quick: bool, threads: int, compile_variant: bool) 
     return {
         "models": [
             bench_regressor_vs_optimisation.run(
-                quick, model=m, threads=threads, compile_variant=compile_variant
+                quick,
+                model=m,
+                threads=threads,
+                compile_variant=compile_variant,
+                bf16_variant=common.native_bf16(),  # emulated bf16 only shows how slow emulation is
             )
             for m in models
         ]

@@ -1,6 +1,6 @@
 """Run every benchmark side by side, write benchmarks/results.json and print the tables (`make bench`).
 
-    python benchmarks/run_all.py            # full run (47 min on 2 idle AVX2 cores)
+    python benchmarks/run_all.py            # full run (47 min on 2 idle AVX2 cores, bf16 passes included)
     python benchmarks/run_all.py --quick    # smoke run (tiny sizes, a minute or two)
     python benchmarks/run_all.py --only compose,toyfaces --json /tmp/r.json
 

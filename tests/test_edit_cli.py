@@ -156,29 +156,28 @@ def test_inpaint_folder_compiled_matches_eager(files, tmp_path, capsys):
         assert np.abs(e - c).max() <= 1  # float differences of ~1e-5 may flip a rounding
 
 
-def test_inpaint_regressor_bf16(files, tmp_path, capsys):
+def _inpaint_args(files):
     base = ["inpaint", "--model", str(files / "reg.safetensors"), "--image", str(files / "a.png")]
-    base += ["--mask", str(files / "top.png")]
+    return base + ["--mask", str(files / "top.png")]
+
+
+@pytest.mark.parametrize(("precision", "max_mean_diff"), [("bf16", 2), ("int8", 4)])
+def test_inpaint_regressor_precision(files, tmp_path, capsys, precision, max_mean_diff):
+    base = _inpaint_args(files)
     assert run(base + ["--out", str(tmp_path / "fp32.png")], capsys)[0] == 0
-    code, so, _ = run(base + ["--out", str(tmp_path / "bf16.png"), "--regressor-precision", "bf16"], capsys)
+    out = tmp_path / f"{precision}.png"
+    code, so, _ = run(base + ["--out", str(out), "--regressor-precision", precision], capsys)
     assert code == 0, so
     e = np.asarray(Image.open(tmp_path / "fp32.png"), dtype=np.int16)
-    b = np.asarray(Image.open(tmp_path / "bf16.png"), dtype=np.int16)
-    assert 0 < np.abs(e - b).mean() <= 2  # another image, close to the fp32 one
-    code, _, err = run(base + ["--out", str(tmp_path / "x.png"), "--regressor-precision", "fp16"], capsys)
+    p = np.asarray(Image.open(out), dtype=np.int16)
+    assert 0 < np.abs(e - p).mean() <= max_mean_diff  # another image, close to the fp32 one
+
+
+def test_inpaint_unknown_regressor_precision(files, tmp_path, capsys):
+    args = _inpaint_args(files) + ["--out", str(tmp_path / "x.png"), "--regressor-precision", "fp16"]
+    code, _, err = run(args, capsys)
     assert code == 2 and "fp16" in err and "accepted: fp32, bf16, int8" in err
     assert not (tmp_path / "x.png").exists()
-
-
-def test_inpaint_regressor_int8(files, tmp_path, capsys):
-    base = ["inpaint", "--model", str(files / "reg.safetensors"), "--image", str(files / "a.png")]
-    base += ["--mask", str(files / "top.png")]
-    assert run(base + ["--out", str(tmp_path / "fp32.png")], capsys)[0] == 0
-    code, so, _ = run(base + ["--out", str(tmp_path / "int8.png"), "--regressor-precision", "int8"], capsys)
-    assert code == 0, so
-    e = np.asarray(Image.open(tmp_path / "fp32.png"), dtype=np.int16)
-    q = np.asarray(Image.open(tmp_path / "int8.png"), dtype=np.int16)
-    assert 0 < np.abs(e - q).mean() <= 4  # another image, close to the fp32 one
 
 
 def test_edit(files, tmp_path, capsys):

@@ -26,8 +26,9 @@ and the objective's anchor E(x, m); the objective's latent term needs E's gradie
 int8 kernels have no backward. Off by default: it adds minutes, and its gain stayed within the spread
 between runs (E + G 10-13% faster, the regressor's error 1-5% higher; docs/benchmarks.md). Then the
 compiled pipeline with E under bf16 autocast (`Pipeline.set_regressor_precision("bf16")`), again in both
-methods: the objective's latent term runs E at every optimisation step. G stays fp32. `--no-eager` /
-`--no-compile` / `--no-bf16` skip those passes.
+methods: the objective's latent term runs E at every optimisation step. G stays fp32. The bf16 pass runs
+only where the CPU has bf16 units (`--bf16` forces it): emulated, it slows both methods' E several-fold.
+`--no-eager` / `--no-compile` / `--no-bf16` skip those passes.
 Without the bundled models, a small regressor for `builtin:tiny-random-stylegan2` is trained for a few
 steps first (printed note), so that the regressor's error means something.
 """
@@ -441,6 +442,7 @@ def main() -> None:
     ap.add_argument("--freeze", action="store_true", help="add a compiled variant with frozen E + G graphs")
     ap.add_argument("--int8", action="store_true", help="add a variant with an int8 copy of E (CPU)")
     ap.add_argument("--no-bf16", action="store_true", help="skip the variant with E under bf16 autocast")
+    ap.add_argument("--bf16", action="store_true", help="run the bf16 variant even without bf16 units")
     ap.add_argument(
         "--batch-sizes",
         default=",".join(map(str, DEFAULT_BATCH_SIZES)),
@@ -454,6 +456,12 @@ def main() -> None:
         ap.error(f"--batch-sizes: expected comma-separated integers, got {args.batch_sizes!r}")
     if any(b < 1 for b in batch_sizes):
         ap.error(f"--batch-sizes: sizes must be >= 1, got {args.batch_sizes!r}")
+    if args.bf16 and args.no_bf16:
+        ap.error("--bf16 and --no-bf16 exclude each other")
+    # emulated bf16 slows both methods' E several-fold and says nothing about a CPU that has the units
+    bf16_variant = args.bf16 or (not args.no_bf16 and common.native_bf16())
+    if not (bf16_variant or args.no_bf16):
+        common.log("[reg-vs-opt] skipping the bf16 E variant: no bf16 units on this CPU (--bf16 forces it)")
     t = time.perf_counter()
     machine = common.machine()  # ratios depend on the CPU (e.g. bf16 is emulated without avx512_bf16)
     res = run(
@@ -465,7 +473,7 @@ def main() -> None:
         args.budget,
         compile_variant=not args.no_compile,
         opt_lr=args.opt_lr,
-        bf16_variant=not args.no_bf16,
+        bf16_variant=bf16_variant,
         batch_sizes=batch_sizes,
         eager_variant=not args.no_eager,
         freeze_variant=args.freeze,

@@ -4,6 +4,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import latentcomp.data.toyfaces as toyfaces
 from latentcomp.cli import app
 from latentcomp.data.toyfaces import (
     ATTRIBUTE_PART,
@@ -77,8 +78,6 @@ def test_drawing_small_parts_in_windows_changes_no_pixel(resolution, monkeypatch
     ):
         assert torch.equal(img_w, img_f) and torch.equal(parts_w, parts_f)
     # and the check can fail: a box cut 0.2 face units short on one side misses pixels
-    import latentcomp.data.toyfaces as toyfaces
-
     u0, v0, u1, v1 = toyfaces._LOWER_BOX
     monkeypatch.setattr(toyfaces, "_LOWER_BOX", (u0, v0, u1, v1 - 0.2))
     assert any(

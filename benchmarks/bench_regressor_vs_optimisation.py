@@ -271,7 +271,7 @@ def run(
     refine_steps: tuple[int, ...] = (10, 30),
     compile_variant: bool = True,
     opt_lr: float | None = None,
-    bf16_variant: bool = True,
+    bf16_variant: bool | None = None,
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     eager_variant: bool = True,
     freeze_variant: bool = False,
@@ -279,9 +279,15 @@ def run(
 ) -> dict:
     """Eager, then (unless quick or disabled) the same pipeline compiled (`Pipeline.compile(freeze=False)`),
     then (if asked) compiled with its no-grad graphs frozen (E + G only), then (if asked) with E as an int8
-    copy, then (unless disabled) with E in bf16. Compiling and bf16 apply to the regressor's E + G and to the
-    optimisation's steps alike; freezing can only apply to E + G (see the module's doc), int8 to E's calls
-    without grad. Each method runs at its fastest of `batch_sizes` (and n)."""
+    copy, then with E in bf16 (`bf16_variant`; None: where the CPU has bf16 units). Compiling and bf16
+    apply to the regressor's E + G and to the optimisation's steps alike; freezing can only apply to E + G
+    (see the module's doc), int8 to E's calls without grad. Each method runs at its fastest of
+    `batch_sizes` (and n)."""
+    if bf16_variant is None:
+        # emulated bf16 slows both methods' E several-fold and says nothing about a CPU that has the units
+        bf16_variant = common.native_bf16()
+        if not bf16_variant:
+            common.log("[reg-vs-opt] skipping the bf16 E variant: no bf16 units here (--bf16 forces it)")
     threads = threads or common.cores()
     torch.set_num_threads(threads)
     if quick:
@@ -458,10 +464,7 @@ def main() -> None:
         ap.error(f"--batch-sizes: sizes must be >= 1, got {args.batch_sizes!r}")
     if args.bf16 and args.no_bf16:
         ap.error("--bf16 and --no-bf16 exclude each other")
-    # emulated bf16 slows both methods' E several-fold and says nothing about a CPU that has the units
-    bf16_variant = args.bf16 or (not args.no_bf16 and common.native_bf16())
-    if not (bf16_variant or args.no_bf16):
-        common.log("[reg-vs-opt] skipping the bf16 E variant: no bf16 units on this CPU (--bf16 forces it)")
+    bf16_variant = False if args.no_bf16 else True if args.bf16 else None  # None: where the CPU has units
     t = time.perf_counter()
     machine = common.machine()  # ratios depend on the CPU (e.g. bf16 is emulated without avx512_bf16)
     res = run(

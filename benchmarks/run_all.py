@@ -1,6 +1,6 @@
 """Run every benchmark side by side, write benchmarks/results.json and print the tables (`make bench`).
 
-    python benchmarks/run_all.py            # full run (47 min on 2 idle AVX2 cores, bf16 passes included)
+    python benchmarks/run_all.py            # full run (25 min on 2 idle AVX2 cores without bf16 units)
     python benchmarks/run_all.py --quick    # smoke run (tiny sizes, a minute or two)
     python benchmarks/run_all.py --only compose,toyfaces --json /tmp/r.json
 
@@ -114,11 +114,7 @@ def regressor_vs_optimisation(quick: bool, threads: int, compile_variant: bool) 
     return {
         "models": [
             bench_regressor_vs_optimisation.run(
-                quick,
-                model=m,
-                threads=threads,
-                compile_variant=compile_variant,
-                bf16_variant=common.native_bf16(),  # emulated bf16 only shows how slow emulation is
+                quick, model=m, threads=threads, compile_variant=compile_variant
             )
             for m in models
         ]

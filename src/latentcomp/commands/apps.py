@@ -14,11 +14,16 @@ MODEL_HELP = (
     ".safetensors file."
 )
 
+GENERATOR_HELP = (
+    "Generator spec to pair with --model instead of the one the model file records (needed for a "
+    "python:MODULE:FUNCTION generator, which a model file may not choose by itself)."
+)
 
-def _pipe(model: str, device: str | None):
+
+def _pipe(model: str, device: str | None, generator: str | None = None):
     from ..edit.pipeline import Pipeline
 
-    return Pipeline.from_pretrained(model, device=device)
+    return Pipeline.from_pretrained(model, device=device, generator=generator)
 
 
 def split_part(spec: str) -> tuple[Path, Path | None]:
@@ -70,6 +75,7 @@ def _load_pair(image: Path, mask: Path | None, pipe, what: str, allow_empty: boo
 
 def compose(
     model: str = typer.Option("toyfaces", help=MODEL_HELP),
+    generator: str = typer.Option(None, help=GENERATOR_HELP),
     part: list[str] = typer.Option(
         ...,
         help="IMAGE[:MASK], repeatable, pasted in order (later on top). Without a mask the whole image "
@@ -88,7 +94,7 @@ def compose(
     from .. import io
 
     _check_output(out)
-    pipe = _pipe(model, device)
+    pipe = _pipe(model, device, generator)
     imgs, masks = [], []
     for i, spec in enumerate(part):
         path, mpath = split_part(spec)
@@ -112,6 +118,7 @@ def compose(
 
 def inpaint(
     model: str = typer.Option("toyfaces", help=MODEL_HELP),
+    generator: str = typer.Option(None, help=GENERATOR_HELP),
     image: Path = typer.Option(..., help="Image file, or a folder of images (batch mode)."),
     mask: Path = typer.Option(
         ..., help="Mask file (white = keep, black = fill in), or a folder of masks matched by file name."
@@ -145,7 +152,7 @@ def inpaint(
         _check_output(out)
     if n < 1:
         raise LatentcompError(f"--n must be at least 1; got {n}")
-    pipe = _pipe(model, device).set_regressor_precision(regressor_precision)
+    pipe = _pipe(model, device, generator).set_regressor_precision(regressor_precision)
     if compile:
         pipe.compile()
     loaded = []
@@ -180,6 +187,7 @@ def inpaint(
 
 def edit(
     model: str = typer.Option("toyfaces", help=MODEL_HELP),
+    generator: str = typer.Option(None, help=GENERATOR_HELP),
     image: Path = typer.Option(..., help="Target image to edit."),
     example: Path = typer.Option(..., help="Example image showing the wanted content."),
     region: Path = typer.Option(..., help="Mask: white where the example's content should go."),
@@ -193,7 +201,7 @@ def edit(
     from .. import io
 
     _check_output(out)
-    pipe = _pipe(model, device)
+    pipe = _pipe(model, device, generator)
     tgt = io.load_image(image, size=pipe.resolution, channels=pipe.channels, what="target image")
     ex = io.load_image(example, size=pipe.resolution, channels=pipe.channels, what="example image")
     w, h = io.image_size(image)

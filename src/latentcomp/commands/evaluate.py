@@ -45,6 +45,9 @@ def composition(
     ),
     analyzer: str = typer.Option("builtin:toyfaces-analyzer", help="Analyzer spec or path."),
     device: str = typer.Option(None, help="Torch device [default: cpu]."),
+    generator: str = typer.Option(
+        None, help="Generator spec to pair with --model instead of the recorded one (e.g. python:MODULE:FN)."
+    ),
 ):
     """Composition accuracy, realism (analyzer confidence, domain FID), known-pixel L1 and time per method."""
     from .. import io
@@ -55,7 +58,7 @@ def composition(
     if not method_list:
         raise LatentcompError("--methods is empty; give e.g. regressor,poisson")
     out_dir = io.ensure_dir(out)
-    pipe = Pipeline.from_pretrained(model, device=device)
+    pipe = Pipeline.from_pretrained(model, device=device, generator=generator)
     res = evaluate_composition(
         pipe,
         n=n,

@@ -174,6 +174,9 @@ def evaluate(
     analyzer: str = typer.Option("auto", help="Analyzer for attribute agreement and feature distance: "
                                  "auto (toyfaces generators), none, or an analyzer spec."),
     out: Path = typer.Option(None, help="Write the figures as JSON here."),
+    generator: str = typer.Option(
+        None, help="Generator spec to evaluate against instead of the recorded one (e.g. python:MODULE:FN)."
+    ),
 ):
     """Reconstruction quality on fresh samples: L1 (known/all pixels), feature distance, attributes."""
     from ..metrics.analyzer import load_analyzer
@@ -184,7 +187,10 @@ def evaluate(
     if analyzer == "auto":
         analyzer = "builtin:toyfaces-analyzer" if "toyfaces" in reg.generator_spec else "none"
     an = None if analyzer == "none" else load_analyzer(analyzer)
-    result = evaluate_regressor(reg, n=n, seed=seed, analyzer=an)
+    from ..generators import load_generator
+
+    G = load_generator(generator) if generator else reg.load_generator()
+    result = evaluate_regressor(reg, generator=G, n=n, seed=seed, analyzer=an)
     text = json.dumps(result, indent=2)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,9 @@ MODEL_HELP = (
 
 def serve(
     model: str = typer.Option("builtin:toyfaces", help=MODEL_HELP),
+    generator: str = typer.Option(
+        None, help="Generator spec to pair with --model instead of the recorded one (e.g. python:MODULE:FN)."
+    ),
     host: str = typer.Option(
         "127.0.0.1", help="Address to bind. 0.0.0.0 exposes the editor to your network."
     ),
@@ -53,7 +56,7 @@ def serve(
         raise LatentcompError(f"--threads must be at least 0; got {threads}")
     if threads:
         torch.set_num_threads(threads)
-    pipe = load_pipeline(model, device=device)
+    pipe = load_pipeline(model, device=device, generator=generator)
     limits = Limits(
         max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels, max_refine=max_refine
     )

@@ -109,9 +109,20 @@ class Pipeline:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, name: str = "toyfaces", device: str | torch.device | None = None) -> Pipeline:
+    def from_pretrained(
+        cls,
+        name: str = "toyfaces",
+        device: str | torch.device | None = None,
+        generator=None,
+        trust_code: bool = False,
+    ) -> Pipeline:
         """Load by name: toyfaces | toyfaces-stylegan2 | toyfaces-gansformer | builtin:NAME | a regressor run
-        folder or file."""
+        folder or file.
+
+        The generator is the one the regressor records, unless `generator` (a spec such as
+        `python:my_pkg.gen:build`, or a loaded Generator) names it. A recorded `python:` spec would run
+        code chosen by the model file and is refused unless `trust_code=True`."""
+        from ..generators import load_generator
         from ..regressors import load_regressor
 
         name = MODEL_ALIASES.get(str(name), str(name))
@@ -125,7 +136,12 @@ class Pipeline:
                     "pass --model RUN_DIR (a trained regressor) instead"
                 ) from e
             raise
-        G = E.load_generator()
+        if generator is None:
+            G = E.load_generator(trust_code=trust_code)
+        elif isinstance(generator, str):
+            G = load_generator(generator)  # named by the caller, not by the model file
+        else:
+            G = generator
         pipe = cls(G, E, device=device)
         pipe.source = str(name)
         return pipe

@@ -218,13 +218,32 @@ class Regressor(nn.Module):
         inp = self.prepare_input(x, mask)
         return trunk_forward(self.backbone, self.head, self.space, inp).view(inp.shape[0], *self.out_shape)
 
-    def load_generator(self, device: str | torch.device | None = None):
-        """The generator this regressor was trained for, loaded from the recorded spec."""
+    def load_generator(self, device: str | torch.device | None = None, trust_code: bool = False):
+        """The generator this regressor was trained for, loaded from the recorded spec.
+
+        The spec comes from the model file, and a model file must not choose code to run: a `python:`
+        spec (which imports and calls a module) is refused unless `trust_code=True`."""
         from ..generators import load_generator
 
         if not self.generator_spec:
             raise LatentcompError("this regressor records no generator spec; load the generator yourself")
+        check_recorded_spec(self.generator_spec, trust_code, getattr(self, "source", "") or "this regressor")
         return load_generator(self.generator_spec, device=str(device) if device is not None else None)
+
+
+CODE_RUNNING_KINDS = ("python",)  # generator kinds whose loader imports and runs user code
+
+
+def check_recorded_spec(spec: str, trust_code: bool, source: str) -> None:
+    """Refuse a code-running generator spec that a model file (not the user) names."""
+    kind = str(spec).split(":", 1)[0]
+    if kind in CODE_RUNNING_KINDS and not trust_code:
+        raise LatentcompError(
+            f"{source} records the generator spec {spec!r}, which would import and run Python code named "
+            "by the model file; a model file may not choose code to run. If you trust that code, name the "
+            f"generator yourself: --generator {spec} on the command line, or "
+            "Pipeline.from_pretrained(..., generator=SPEC) / trust_code=True in Python"
+        )
 
 
 def build_regressor(

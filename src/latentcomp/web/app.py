@@ -185,10 +185,10 @@ def tiny_pipeline(seed: int = 0, device: str | None = None):
     return pipe
 
 
-def load_pipeline(spec: str = "toyfaces", device: str | None = None):
+def load_pipeline(spec: str = "toyfaces", device: str | None = None, generator: str | None = None):
     """`--model` of `latentcomp serve`: toyfaces, toyfaces-stylegan2, builtin:toyfaces[-stylegan2],
     builtin:NAME (a bundled regressor), a regressor run folder / .safetensors file, or tiny (random
-    models, for development)."""
+    models, for development). `generator` overrides the generator spec the model records."""
     from ..edit.pipeline import PRETRAINED, Pipeline
 
     s = str(spec).strip()
@@ -197,7 +197,7 @@ def load_pipeline(spec: str = "toyfaces", device: str | None = None):
         return tiny_pipeline(device=device)
     if name in PRETRAINED:
         s = name
-    pipe = Pipeline.from_pretrained(s, device=device)
+    pipe = Pipeline.from_pretrained(s, device=device, generator=generator)
     pipe.source = str(spec)
     return pipe
 

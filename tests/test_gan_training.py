@@ -72,3 +72,79 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     for name in ("checkpoint.pt", "config.json", "generator.safetensors", "generator.json", "samples.png"):
         mode = stat.S_IMODE(os.stat(tmp_path / "run" / name).st_mode)
         assert mode == expected, (name, oct(mode))
+
+
+# ------------------------------------------------------------------------------- recipe options
+def test_augmentation_moves_labels_with_pixels_and_marks_invented_ones():
+    from latentcomp.training.augment import IGNORE, augment
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 16, 16, generator=g) * 2 - 1
+    labels = torch.randint(0, 8, (6, 16, 16), generator=g)
+    # each pixel's label is encoded in its first channel, so after any geometry they must still agree
+    x[:, 0] = labels.float() / 10
+    out, moved = augment(x, ("translation",), labels, generator=torch.Generator().manual_seed(1))
+    kept = moved != IGNORE
+    assert kept.float().mean() > 0.5 and (~kept).any()  # something shifted in, most stays
+    assert torch.allclose(out[:, 0][kept], moved[kept].float() / 10)
+    assert (out[~kept.unsqueeze(1).expand_as(out)] == -1).all()  # padding is black
+    out, cut = augment(x, ("cutout",), labels, generator=torch.Generator().manual_seed(2))
+    hidden = cut == IGNORE
+    assert hidden.float().mean() > 0.05 and (out.permute(0, 2, 3, 1)[hidden] == 0).all()
+    assert torch.equal(out.permute(0, 2, 3, 1)[~hidden], x.permute(0, 2, 3, 1)[~hidden])
+    y = x.clone().requires_grad_(True)
+    out, _ = augment(y, ("color", "translation", "cutout"), generator=torch.Generator().manual_seed(3))
+    out.sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0  # differentiable: G's gradient passes
+
+
+def test_unknown_augmentation_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(LatentcompError, match="accepted: color, translation, cutout"):
+        GANTrainer(GANConfig(**{**tiny("dcgan", 2).__dict__, "augment": "flip"}), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_segmenting_discriminator_learns_the_part_maps(tmp_path):
+    """With seg_weight, D's per-pixel head is trained to predict the reals' part classes: after a few
+    steps it beats the chance level of always guessing the most common part."""
+    cfg = GANConfig(**{**tiny("dcgan", 30).__dict__, "seg_weight": 1.0, "batch": 8, "lr": 2e-3})
+    trainer = GANTrainer(cfg, tmp_path / "seg")
+    assert trainer.seg_classes == 9 and trainer.parts is not None
+    losses = [trainer.train_step()["loss/d_seg"] for _ in range(30)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 * 0.8
+    real, parts = trainer.real_batch()
+    _, seg = trainer.D(real, segment=True)
+    target = torch.nn.functional.interpolate(parts[:, None].float(), size=seg.shape[-2:])[:, 0].long()
+    accuracy = (seg[:, :-1].argmax(1) == target).float().mean()
+    chance = torch.bincount(target.flatten()).max() / target.numel()
+    assert accuracy > chance
+
+
+def test_segmentation_needs_part_maps(tmp_path):
+    with pytest.raises(LatentcompError, match="only --data toyfaces"):
+        cfg = GANConfig(**{**tiny("dcgan", 2).__dict__, "seg_weight": 1.0, "data": "mnist"})
+        GANTrainer(cfg, tmp_path / "r")
+
+
+def test_warm_start_copies_the_exported_generator(tmp_path):
+    first = GANTrainer(tiny("dcgan", 2), tmp_path / "a")
+    first.train(progress=False, log_dir=False)
+    spec = f"dcgan:{tmp_path / 'a' / 'generator.safetensors'}"
+    cfg = GANConfig(**{**tiny("dcgan", 2).__dict__, "init_generator": spec, "seed": 5})
+    warm = GANTrainer(cfg, tmp_path / "b")
+    exported = lc.load_generator(spec).net.state_dict()
+    for name, p in warm.G.state_dict().items():
+        assert torch.equal(p, exported[name]), name
+    with pytest.raises(LatentcompError, match="does not match this run's generator layout"):
+        cfg = GANConfig(**{**tiny("dcgan", 2).__dict__, "init_generator": spec, "width": 8})
+        GANTrainer(cfg, tmp_path / "c")
+
+
+def test_time_budget_stops_with_a_resumable_checkpoint(tmp_path):
+    trainer = GANTrainer(tiny("dcgan", 10_000), tmp_path / "t")
+    trainer.train(progress=False, log_dir=False, max_seconds=0.0)
+    assert trainer.step == 1  # one step, then the budget is spent
+    assert (tmp_path / "t" / "checkpoint.pt").is_file()
+    assert (tmp_path / "t" / "generator.safetensors").is_file()
+    assert GANTrainer(tiny("dcgan", 10_000), tmp_path / "t", resume=True).step == 1

@@ -36,6 +36,18 @@ def train(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)."),
+    augment: str = typer.Option(
+        "", help="Differentiable augmentation of D's inputs: color, translation, cutout (comma-separated)."
+    ),
+    seg_weight: float = typer.Option(
+        0.0, min=0.0, help="Weight of D's per-pixel part/fake segmentation loss (toyfaces only; 0 = off)."
+    ),
+    init_generator: str = typer.Option(
+        "", help="Warm-start G from a generator spec of the same --arch/--width/--z-dim (fresh D)."
+    ),
+    max_minutes: float = typer.Option(
+        None, min=0.0, help="Stop after this many minutes of this call (checkpointed; --resume continues)."
+    ),
 ):
     """Train a GAN; the EMA generator is exported to OUT/generator.safetensors for `load_generator`."""
     import torch
@@ -63,9 +75,12 @@ def train(
         width=width,
         checkpoint_every=checkpoint_every,
         device=device,
+        augment=augment,
+        seg_weight=seg_weight,
+        init_generator=init_generator,
     )
     trainer = GANTrainer(cfg, out, resume=resume)
-    trainer.train()
+    trainer.train(max_seconds=None if max_minutes is None else max_minutes * 60)
     typer.echo(
         f"done: {trainer.step} steps; generator at {out / 'generator.safetensors'}; "
         f"samples {out / 'samples.png'}"

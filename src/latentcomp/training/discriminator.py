@@ -2,6 +2,11 @@
 
 Each block halves the resolution (conv, LeakyReLU, conv, average pool) with a 1x1 skip; a minibatch
 standard-deviation channel before the head helps against mode collapse, as in ProGAN/StyleGAN.
+
+With `seg_classes > 0` D also segments (the OASIS idea, Schönfeld et al., 2021, for an unconditional G):
+a light feature-pyramid head on the stem and block outputs predicts, per pixel at half resolution, one of
+the data's part classes on reals or an extra "fake" class on fakes. Every pixel then carries a training
+signal about which part it should look like, where the single real/fake logit carries one per image.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ class DBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, resolution: int, channels: int = 3, width: int = 32, max_width: int = 256):
+    def __init__(
+        self, resolution: int, channels: int = 3, width: int = 32, max_width: int = 256, seg_classes: int = 0
+    ):
         super().__init__()
         # odd sizes (e.g. MNIST 28) are padded up to the next power of two
         self.size = 2 ** math.ceil(math.log2(max(resolution, 8)))
@@ -41,12 +48,37 @@ class Discriminator(nn.Module):
         self.final_conv = nn.Conv2d(last + 1, last, 3, padding=1)
         self.fc = nn.Linear(last * 16, last)
         self.out = nn.Linear(last, 1)
+        self.seg_classes = seg_classes
+        if seg_classes:
+            # the stem (half resolution) and the first two blocks (1/4, 1/8) feed the segmentation head
+            taps = widths[: min(3, len(widths))]
+            self.seg_lateral = nn.ModuleList([nn.Conv2d(c, 2 * width, 1) for c in taps])
+            self.seg_out = nn.Conv2d(2 * width, seg_classes, 3, padding=1)
 
-    def forward(self, x):
+    def forward(self, x, segment: bool = False):
+        """Real/fake logits (N,); with `segment=True` also per-pixel class logits (N, K, H/2, W/2)."""
         if x.shape[-1] != self.size:
             pad = self.size - x.shape[-1]
             x = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2), value=-1.0)
-        h = self.blocks(F.leaky_relu(self.stem(x), 0.2))  # (N, C, 4, 4)
+        h = F.leaky_relu(self.stem(x), 0.2)
+        features = [h]
+        for block in self.blocks:
+            h = block(h)
+            features.append(h)  # (N, C, 4, 4) at the end
+        logits = self._head(h)
+        if not segment:
+            return logits
+        if not self.seg_classes:
+            raise ValueError("this discriminator was built without a segmentation head (seg_classes=0)")
+        size = features[0].shape[-2:]
+        pyramid = sum(
+            F.interpolate(lat(f), size=size, mode="bilinear", align_corners=False) if f.shape[-1] != size[-1]
+            else lat(f)
+            for lat, f in zip(self.seg_lateral, features, strict=False)
+        )
+        return logits, self.seg_out(F.leaky_relu(pyramid, 0.2))
+
+    def _head(self, h):
         group = min(4, h.shape[0])
         while h.shape[0] % group:
             group -= 1

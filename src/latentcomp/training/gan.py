@@ -2,7 +2,9 @@
 
 Recipe: non-saturating logistic loss, lazy R1 penalty on reals, an EMA of G (the exported model),
 a residual discriminator with minibatch standard deviation. Data: toyfaces renders (a seeded pool
-rendered once, so batches are cheap), MNIST IDX files, or an image folder.
+rendered once, so batches are cheap), MNIST IDX files, or an image folder. Options: differentiable
+augmentation of D's inputs (`augment`), a discriminator that also segments toyfaces into their parts
+(`seg_weight`), and a warm start of G from an exported generator (`init_generator`).
 
 Checkpoints (`RUN/checkpoint.pt`, weights only) hold G, D, EMA, both optimisers, the step and every RNG
 state, and are written atomically, so `--resume` continues the exact run. The EMA generator is
@@ -25,6 +27,7 @@ from torch import nn
 
 from ..errors import LatentcompError
 from ..io import atomic_write
+from .augment import IGNORE, augment, parse_policy
 from .checkpoint import atomic_torch_save, atomic_write_json, load_state
 from .discriminator import Discriminator
 
@@ -48,6 +51,9 @@ class GANConfig:
     sample_every: int = 500
     checkpoint_every: int = 250
     device: str = "cpu"
+    augment: str = ""  # DiffAugment policy for D's inputs, e.g. "color,translation,cutout"
+    seg_weight: float = 0.0  # weight of D's per-pixel part / fake loss (toyfaces only); 0 = off
+    init_generator: str = ""  # warm start: a generator spec or exported file of the same architecture
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,14 +63,7 @@ class GANConfig:
 def load_training_images(cfg: GANConfig) -> torch.Tensor:
     """All training images as uint8 (N, C, H, W): cheap to index, small in memory."""
     if cfg.data == "toyfaces":
-        from ..data.toyfaces import ToyFaces
-
-        ds = ToyFaces(cfg.resolution, seed=cfg.seed + 1000)
-        chunks = []
-        for start in range(0, cfg.pool_size, 500):
-            img, _, _ = ds.render_batch(range(start, min(start + 500, cfg.pool_size)))
-            chunks.append(((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
-        return torch.cat(chunks)
+        return load_toyfaces_pool(cfg)[0]
     if cfg.data == "mnist":
         from ..data.mnist import MNIST
 
@@ -78,6 +77,19 @@ def load_training_images(cfg: GANConfig) -> torch.Tensor:
 
     ds = ImageFolder(path, resolution=cfg.resolution)
     return torch.stack([((ds[i] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8) for i in range(len(ds))])
+
+
+def load_toyfaces_pool(cfg: GANConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The toyfaces training pool: images uint8 (N, 3, H, W) and part maps uint8 (N, H, W)."""
+    from ..data.toyfaces import ToyFaces
+
+    ds = ToyFaces(cfg.resolution, seed=cfg.seed + 1000)
+    images, parts = [], []
+    for start in range(0, cfg.pool_size, 500):
+        img, part, _ = ds.render_batch(range(start, min(start + 500, cfg.pool_size)))
+        images.append(((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        parts.append(part.to(torch.uint8))
+    return torch.cat(images), torch.cat(parts)
 
 
 def _default_mnist_root() -> Path:
@@ -159,8 +171,26 @@ def recalibrated_batchnorm(net: nn.Module, cfg: GANConfig, batches: int = 16) ->
     return net.eval()
 
 
-# ---------------------------------------------------------------------------------------------
-# checkpoints
+def _warm_start_weights(source: str, net: nn.Module) -> dict[str, torch.Tensor]:
+    """G's weights from an exported generator (a spec such as builtin:toyfaces-dcgan, or a run's
+    generator.safetensors of the same kind), checked against `net`'s layout."""
+    from ..generators import load_generator
+
+    spec = source if ":" in source else None
+    if spec is None:
+        raise LatentcompError(
+            f"init_generator {source!r} must be a generator spec such as builtin:toyfaces-dcgan or "
+            "dcgan:RUN/generator.safetensors"
+        )
+    theirs = load_generator(spec).net.state_dict()
+    ours = net.state_dict()
+    wrong = sorted(k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape)
+    if wrong or set(theirs) - set(ours):
+        raise LatentcompError(
+            f"init_generator {source!r} does not match this run's generator layout (--arch, --width, "
+            f"--z-dim, --resolution): {len(wrong)} of {len(ours)} tensors differ, e.g. {wrong[:3]}"
+        )
+    return {k: theirs[k].to(ours[k].dtype) for k in ours}
 
 
 
@@ -183,15 +213,34 @@ class GANTrainer:
             raise LatentcompError(
                 f"{self.out} already holds a run; pass --resume to continue it or pick a new --out"
             )
+        self.augment_policy = parse_policy(cfg.augment)  # checked before anything is written
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.out / "config.json", asdict(cfg))
 
         torch.manual_seed(cfg.seed)
         self.device = torch.device(cfg.device)
-        self.images = load_training_images(cfg)
+        self.parts = None
+        if cfg.seg_weight > 0:
+            if cfg.data != "toyfaces":
+                raise LatentcompError(
+                    f"seg_weight {cfg.seg_weight} needs part maps, which only --data toyfaces has; "
+                    f"got --data {cfg.data!r} (use seg_weight 0)"
+                )
+            self.images, self.parts = load_toyfaces_pool(cfg)
+        else:
+            self.images = load_training_images(cfg)
         channels = self.images.shape[1]
         self.G = build_generator_net(cfg, channels).to(self.device)
-        self.D = Discriminator(cfg.resolution, channels, width=cfg.width).to(self.device)
+        if cfg.init_generator and not resume:
+            self.G.load_state_dict(_warm_start_weights(cfg.init_generator, self.G))
+        self.seg_classes = 0
+        if self.parts is not None:
+            from ..data.toyfaces import PARTS
+
+            self.seg_classes = len(PARTS) + 1  # the parts, then "fake"
+        self.D = Discriminator(
+            cfg.resolution, channels, width=cfg.width, seg_classes=self.seg_classes
+        ).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         betas = (0.0, 0.99) if cfg.arch in ("stylegan2", "gansformer") else (0.5, 0.99)
         r1_ratio = cfg.r1_every / (cfg.r1_every + 1)  # lazy regularisation, as in StyleGAN2
@@ -218,24 +267,51 @@ class GANTrainer:
             torch.set_rng_state(state["rng"]["torch"])
             self.sampler.set_state(state["rng"]["sampler"])
 
-    def real_batch(self) -> torch.Tensor:
+    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch of reals in [-1, 1] and, when D segments, their part maps (N, H, W) long."""
         idx = torch.randint(len(self.images), (self.cfg.batch,), generator=self.sampler)
-        return (self.images[idx].float() / 127.5 - 1).to(self.device)
+        parts = None if self.parts is None else self.parts[idx].long().to(self.device)
+        return (self.images[idx].float() / 127.5 - 1).to(self.device), parts
 
     def noise(self) -> torch.Tensor:
         return torch.randn(self.cfg.batch, self.cfg.z_dim, generator=self.sampler).to(self.device)
 
+    def discriminate(self, x: torch.Tensor, parts: torch.Tensor | None = None, fake: bool = False):
+        """D's logits on augmented `x`, and its per-pixel segmentation loss when D segments.
+
+        The segmentation target is the (augmented) part map for reals and the "fake" class for fakes;
+        `parts` None on a fake means G's view: every pixel should look like some real part."""
+        if self.augment_policy:
+            x, parts = augment(x, self.augment_policy, parts, generator=self.sampler)
+        if not self.seg_classes:
+            return self.D(x), None
+        logits, seg = self.D(x, segment=True)
+        if fake and parts is None:  # generator loss: -log(1 - p(fake)) per pixel
+            log_real = seg[:, :-1].logsumexp(1) - seg.logsumexp(1)
+            return logits, -log_real.mean()
+        target = F.interpolate(parts[:, None].float(), size=seg.shape[-2:], mode="nearest")[:, 0].long()
+        if fake:  # every pixel that augmentation did not invent is "fake"
+            target = target.masked_fill(target != IGNORE, self.seg_classes - 1)
+        return logits, F.cross_entropy(seg, target, ignore_index=IGNORE)
+
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
-        # discriminator: logistic loss, lazy R1 on reals
-        real = self.real_batch()
+        # discriminator: logistic loss (+ per-pixel segmentation loss), lazy R1 on reals
+        real, parts = self.real_batch()
         with torch.no_grad():
             fake = generate(self.G, cfg, self.noise())
         do_r1 = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
         real.requires_grad_(do_r1)
-        real_logits = self.D(real)
-        d_loss = F.softplus(self.D(fake)).mean() + F.softplus(-real_logits).mean()
+        real_logits, seg_real = self.discriminate(real, parts)
+        # fakes carry no part map; a map of zeros lets augmentation mark its padding and cutout as ignored
+        fake_parts = None if parts is None else torch.zeros_like(parts)
+        fake_logits, seg_fake = self.discriminate(fake, fake_parts, fake=True)
+        d_loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
         logs = {"loss/d": d_loss.item()}
+        if seg_real is not None:
+            seg = seg_real + seg_fake
+            d_loss = d_loss + cfg.seg_weight * seg
+            logs["loss/d_seg"] = seg.item()
         if do_r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
             r1 = grad.pow(2).flatten(1).sum(1).mean()
@@ -244,12 +320,16 @@ class GANTrainer:
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        # generator: non-saturating loss
-        g_loss = F.softplus(-self.D(generate(self.G, cfg, self.noise()))).mean()
+        # generator: non-saturating loss (+ every pixel should look like a real part)
+        g_logits, g_seg = self.discriminate(generate(self.G, cfg, self.noise()), fake=True)
+        g_loss = F.softplus(-g_logits).mean()
+        logs["loss/g"] = g_loss.item()
+        if g_seg is not None:
+            g_loss = g_loss + cfg.seg_weight * g_seg
+            logs["loss/g_seg"] = g_seg.item()
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
-        logs["loss/g"] = g_loss.item()
         # EMA of the generator; ramped up early so it does not average in the random init for long
         half_life = min(cfg.ema_half_life, max(10.0, self.step * 0.1))
         beta = 0.5 ** (1.0 / half_life)
@@ -286,7 +366,9 @@ class GANTrainer:
             img = generate(self.G_ema, self.cfg, self.fixed_z.to(self.device), noise="const")
         return img.clamp(-1, 1) * 0.5 + 0.5
 
-    def train(self, progress: bool = True, log_dir: bool = True) -> None:
+    def train(self, progress: bool = True, log_dir: bool = True, max_seconds: float | None = None) -> None:
+        """Train to `cfg.steps`, or until this call has run `max_seconds` (then checkpoint and stop, so
+        a time-boxed session ends with a resumable run)."""
         from tqdm import tqdm
 
         writer = None
@@ -302,9 +384,14 @@ class GANTrainer:
             dynamic_ncols=True,
         )
         start = time.perf_counter() - self.elapsed
+        deadline = None if max_seconds is None else time.perf_counter() + max_seconds
         while self.step < self.cfg.steps:
             logs = self.train_step()
             self.elapsed = time.perf_counter() - start
+            if deadline is not None and time.perf_counter() >= deadline:
+                bar.update(1)
+                self.save()
+                break
             bar.update(1)
             if self.step % 20 == 0:
                 bar.set_postfix({k.split("/")[1]: f"{v:.3f}" for k, v in logs.items()})

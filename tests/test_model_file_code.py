@@ -93,7 +93,8 @@ def test_cli_refuses_with_one_line_and_accepts_generator(hostile, tmp_path, caps
     Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8)).save(img)
     mask = tmp_path / "mask.png"
     Image.fromarray(np.full((16, 16), 255, dtype=np.uint8)).save(mask)
-    args = ["inpaint", "--model", hostile["lone"], "--image", img, "--mask", mask, "--out", tmp_path / "o.png"]
+    out_file = tmp_path / "o.png"
+    args = ["inpaint", "--model", hostile["lone"], "--image", img, "--mask", mask, "--out", out_file]
     code, out = _run(args, capsys)
     errors = [ln for ln in out.err.splitlines() if ln.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "may not choose code to run" in errors[0], out.err

@@ -12,8 +12,9 @@ images per second and as the share of the one-thread fp32 matmul peak that the s
 
 By default every variant warm-starts G from the bundled generator of the same architecture (with a
 fresh discriminator), so a short budget compares what each recipe does to a model that already draws
-faces; `--init none` trains from scratch. Runs go to `--out` (default runs/gan-recipe/ARCH); the
-table is printed and written to `--json`.
+faces; `--init none` trains from scratch. A warm-started G first waits `--d-warmup` steps while the
+fresh D learns (without them the fresh D's early verdicts wreck the warm G before the recipe matters).
+Runs go to `--out` (default runs/gan-recipe/ARCH); the table is printed and written to `--json`.
 """
 
 from __future__ import annotations
@@ -52,13 +53,16 @@ def variant_args(name: str, arch: str) -> list[str]:
 
 
 def train(name: str, args, run: Path, steps: int) -> dict:
+    warm = args.init != "none"
     cmd = [
         "-m", "latentcomp.cli", "gan", "train", "--out", str(run), "--arch", args.arch,
-        *ARCH_ARGS[args.arch], "--steps", str(steps), "--threads", "1", "--seed", str(args.seed),
+        *ARCH_ARGS[args.arch], "--steps", str(steps + (args.d_warmup if warm else 0)),
+        "--threads", "1", "--seed", str(args.seed),
         "--checkpoint-every", "250", *variant_args(name, args.arch),
     ]
-    if args.init != "none":
-        cmd += ["--init-generator", args.init or f"builtin:toyfaces-{args.arch}"]
+    if warm:
+        init = args.init or f"builtin:toyfaces-{args.arch}"
+        cmd += ["--init-generator", init, "--d-warmup", str(args.d_warmup)]
     common.log(f"[{name}] training {steps} steps")
     error = common.run_script(cmd, timeout=args.minutes * 60 * 4 + 600, env={"OMP_NUM_THREADS": "1"})
     if error:
@@ -132,6 +136,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="samples (and renders) per evaluation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", default="", help="warm-start spec (default builtin:toyfaces-ARCH), or none")
+    ap.add_argument("--d-warmup", type=int, default=300,
+                    help="with a warm start: D-only steps first (on top of the budget, the same for all)")
     ap.add_argument("--out", default="", help="run folder root (default runs/gan-recipe/ARCH)")
     common.add_common_args(ap)
     args = ap.parse_args()

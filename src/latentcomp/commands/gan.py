@@ -45,6 +45,9 @@ def train(
     init_generator: str = typer.Option(
         "", help="Warm-start G from a generator spec of the same --arch/--width/--z-dim (fresh D)."
     ),
+    d_warmup: int = typer.Option(
+        0, min=0, help="First steps train D only (use with --init-generator: a fresh D would mislead G)."
+    ),
     max_minutes: float = typer.Option(
         None, min=0.0, help="Stop after this many minutes of this call (checkpointed; --resume continues)."
     ),
@@ -78,6 +81,7 @@ def train(
         augment=augment,
         seg_weight=seg_weight,
         init_generator=init_generator,
+        d_warmup=d_warmup,
     )
     trainer = GANTrainer(cfg, out, resume=resume)
     trainer.train(max_seconds=None if max_minutes is None else max_minutes * 60)

@@ -54,6 +54,7 @@ class GANConfig:
     augment: str = ""  # DiffAugment policy for D's inputs, e.g. "color,translation,cutout"
     seg_weight: float = 0.0  # weight of D's per-pixel part / fake loss (toyfaces only); 0 = off
     init_generator: str = ""  # warm start: a generator spec or exported file of the same architecture
+    d_warmup: int = 0  # first steps train D only (a fresh D beside a warm-started G would mislead G)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +321,9 @@ class GANTrainer:
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
+        if self.step < cfg.d_warmup:
+            self.step += 1
+            return logs
         # generator: non-saturating loss (+ every pixel should look like a real part)
         g_logits, g_seg = self.discriminate(generate(self.G, cfg, self.noise()), fake=True)
         g_loss = F.softplus(-g_logits).mean()

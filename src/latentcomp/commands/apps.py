@@ -143,6 +143,10 @@ def inpaint(
 
     from .. import io
 
+    if n < 1:
+        raise LatentcompError(f"--n must be at least 1; got {n}")
+    if batch < 1:
+        raise LatentcompError(f"--batch must be at least 1; got {batch}")
     pairs = io.match_images_masks(image, mask)
     folder_mode = image.is_dir()
     if folder_mode:
@@ -150,8 +154,6 @@ def inpaint(
             raise LatentcompError(f"--out {out} must be a folder when --image is a folder")
     else:
         _check_output(out)
-    if n < 1:
-        raise LatentcompError(f"--n must be at least 1; got {n}")
     pipe = _pipe(model, device, generator).set_regressor_precision(regressor_precision)
     if compile:
         pipe.compile()

@@ -52,6 +52,8 @@ def train(
     """Train a GAN; the EMA generator is exported to OUT/generator.safetensors for `load_generator`."""
     import torch
 
+    from ..devices import parse_device
+    from ..errors import LatentcompError
     from ..training.gan import GANConfig, GANTrainer
 
     if threads:
@@ -79,6 +81,9 @@ def train(
         seg_weight=seg_weight,
         init_generator=init_generator,
     )
+    if batch < 1:
+        raise LatentcompError(f"--batch must be at least 1; got {batch}")
+    parse_device(device, "--device")
     trainer = GANTrainer(cfg, out, resume=resume)
     trainer.train(max_seconds=None if max_minutes is None else max_minutes * 60)
     typer.echo(

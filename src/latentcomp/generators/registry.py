@@ -61,12 +61,15 @@ def require_file(path: str | Path, what: str) -> Path:
 
 def load_generator(spec: str, device: str | None = None, **options) -> Generator:
     """Load a frozen generator from a spec such as `stylegan2:/ckpt/ffhq.pt` or `builtin:toyfaces-dcgan`."""
+    from ..devices import parse_device
+
+    dev = parse_device(device)  # checked before anything loads
     kind, location = split_spec(spec)
     if kind not in _LOADERS:
         importlib.import_module(_KIND_MODULES[kind])
     gen = _LOADERS[kind](location, **options)
     gen.spec = spec
     gen.freeze()
-    if device is not None:
-        gen.to(device)
+    if dev is not None:
+        gen.to(dev)
     return gen

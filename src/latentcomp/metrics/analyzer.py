@@ -358,6 +358,9 @@ def load_analyzer(spec: str | os.PathLike = "builtin:toyfaces-analyzer",
     or a training run folder."""
     from safetensors.torch import load_file
 
+    from ..devices import parse_device
+
+    device = parse_device(device)
     weights, cfg_path = _resolve(spec)
     if not weights.is_file():
         raise LatentcompError(f"analyzer weights file not found: {weights}")
@@ -625,8 +628,8 @@ def evaluate_analyzer(analyzer: Analyzer, n: int = 2000, seed: int = EVAL_SEED, 
     to the renders first, a stand-in for the artefacts of generated images."""
     from tqdm.auto import tqdm
 
-    if n < 1:
-        raise LatentcompError(f"--n must be >= 1, got {n}")
+    if n < 1 or batch < 1:
+        raise LatentcompError(f"--n and --batch must be >= 1, got n={n} batch={batch}")
     tf = _toyfaces()
     ds = tf.ToyFaces(resolution=resolution, seed=seed)
     names = analyzer.attribute_names

@@ -40,6 +40,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import parse_device
 from ..errors import LatentcompError
 from ..masks import MASK_KINDS, MaskSampler
 from ..regressors import Regressor, build_regressor, save_regressor
@@ -102,8 +103,9 @@ class TrainConfig:
     def validate(self) -> None:
         if not self.out:
             raise LatentcompError("--out RUN is required (the run folder)")
-        if self.steps < 0 or self.batch < 1 or self.eval_every < 1 or self.test_size < 1:
-            raise LatentcompError("--steps must be >= 0 and --batch, --eval-every, --test-size >= 1")
+        for name, low in (("steps", 0), ("batch", 1), ("eval_every", 1), ("test_size", 1)):
+            if (v := getattr(self, name)) < low:
+                raise LatentcompError(f"--{name.replace('_', '-')} must be at least {low}; got {v}")
         if self.mask_kind not in MASK_KINDS:
             raise LatentcompError(
                 f"unknown --mask-kind {self.mask_kind!r}; accepted: {', '.join(MASK_KINDS)}"
@@ -213,9 +215,9 @@ class DistInfo:
 def setup_distributed(device: str) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun describes (WORLD_SIZE > 1) and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device != "auto":
+        device = str(parse_device(device, "--device"))
     want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LatentcompError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     info = DistInfo()
     if world > 1 or (dist.is_available() and dist.is_initialized()):
         if not dist.is_initialized():

@@ -231,3 +231,81 @@ def test_bad_device_in_the_api():
         with pytest.raises(LatentcompError, match=repr(device)):
             Pipeline.from_pretrained("builtin:tiny-random", device=device)
     assert parse_device("cpu") == torch.device("cpu") and parse_device(None) is None
+
+
+# -------------------------------------------------------------------------------- 5. CLI pixel limit
+def test_pixel_bomb_is_refused_from_the_header(files, tmp_path, capsys):
+    big = png_header_only(tmp_path / "big.png", 10000, 10000)
+    line = refused(
+        [
+            "inpaint",
+            "--model",
+            files / "reg.safetensors",
+            "--image",
+            big,
+            "--mask",
+            files / "top.png",
+            "--out",
+            tmp_path / "o.png",
+        ],
+        capsys,
+        "big.png",
+        "100,000,000 pixels",
+        "LATENTCOMP_MAX_PIXELS",
+    )
+    assert "truncated" not in line  # refused before decoding, not after trying
+    assert not (tmp_path / "o.png").exists()
+    refused(
+        [
+            "compose",
+            "--model",
+            files / "reg.safetensors",
+            "--part",
+            f"{files / 'imgs' / 'a.png'}:{big}",
+            "--out",
+            tmp_path / "o.png",
+        ],
+        capsys,
+        "big.png",
+    )
+
+
+@pytest.mark.parametrize(
+    "side, env",
+    [(5000, None), (10000, None), (20000, None), (10000, str(10**12)), (20000, str(10**12))],
+)
+def test_pixel_limit_and_pillow_bombs_give_the_same_error(tmp_path, monkeypatch, side, env):
+    """Above our limit (default 4096^2), or above Pillow's bomb limits (89M pixels: a warning, 179M: an
+    error) when the limit is raised past them: the same one line, from the header, before decoding."""
+    from latentcomp import io
+
+    big = png_header_only(tmp_path / "big.png", side, side)
+    if env:
+        monkeypatch.setenv("LATENTCOMP_MAX_PIXELS", env)
+    for call in (io.load_image, io.image_size, io.load_mask):
+        with pytest.raises(LatentcompError) as e:
+            call(big)
+        msg = str(e.value)
+        assert "\n" not in msg and "big.png" in msg, msg
+        assert f"{side * side:,} pixels" in msg and "the limit is" in msg, msg
+
+
+def test_pixel_limit_is_overridable(files, monkeypatch):
+    from latentcomp import io
+
+    a = files / "imgs" / "a.png"
+    assert io.load_image(a).shape == (1, 3, RES, RES)
+    monkeypatch.setenv("LATENTCOMP_MAX_PIXELS", "1000")
+    with pytest.raises(LatentcompError, match="32x32 = 1,024 pixels; the limit is 1,000 pixels"):
+        io.load_image(a)
+    monkeypatch.setenv("LATENTCOMP_MAX_PIXELS", "lots")
+    with pytest.raises(LatentcompError, match="LATENTCOMP_MAX_PIXELS='lots'"):
+        io.load_image(a)
+
+
+def test_pixel_limit_covers_training_image_folders(tmp_path):
+    from latentcomp.data.folder import load_resized
+
+    big = png_header_only(tmp_path / "big.png", 10000, 10000)
+    with pytest.raises(LatentcompError, match="100,000,000 pixels"):
+        load_resized(big, 32)

@@ -270,15 +270,19 @@ class RealImages:
             return self._cache[i]
         from PIL import Image
 
+        from ..io import open_image
+
         p = self.files[i]
         try:
-            with Image.open(p) as im:
+            with open_image(p, "--real image") as im:
                 im = im.convert("L" if self.channels == 1 else "RGB")
                 w, h = im.size
                 s = min(w, h)
                 im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
                 im = im.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS)
                 arr = np.asarray(im, dtype=np.float32)
+        except LatentcompError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise LatentcompError(f"--real: cannot read image {p}: {e}") from e
         t = torch.from_numpy(arr.copy()).reshape(self.resolution, self.resolution, -1).permute(2, 0, 1)

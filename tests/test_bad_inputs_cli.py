@@ -6,6 +6,9 @@ or changed."""
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
 import struct
 import zlib
 from pathlib import Path
@@ -309,3 +312,35 @@ def test_pixel_limit_covers_training_image_folders(tmp_path):
     big = png_header_only(tmp_path / "big.png", 10000, 10000)
     with pytest.raises(LatentcompError, match="100,000,000 pixels"):
         load_resized(big, 32)
+
+
+# ------------------------------------------------------------------------------------------- 6. smaller
+def _evil_pickle(path: Path) -> Path:
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo PWNED",))
+
+    torch.save({"step": 1, "payload": Payload()}, path)
+    return path
+
+
+def test_refused_torch_load_is_one_short_line(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _evil_pickle(run_dir / "state.pt")
+    (run_dir / "config.json").write_text(json.dumps({"train": {}}))
+    line = refused([*REG_TRAIN, "--out", run_dir, "--resume"], capsys, "state.pt", "system")
+    assert "weights_only" not in line and "PWNED" not in line and len(line) < 300, line
+    gan = tmp_path / "gan"
+    gan.mkdir()
+    _evil_pickle(gan / "checkpoint.pt")
+    line = refused([*GAN_TRAIN, "--out", gan, "--resume"], capsys, "checkpoint.pt", "system")
+    assert "weights_only" not in line and len(line) < 300, line
+
+
+def test_refused_generator_pickle_is_one_short_line(tmp_path, capsys):
+    (tmp_path / "g.pth").write_bytes(pickle.dumps({"a": 1}, protocol=2)[:-3] + b"\x00garbage")
+    line = refused(
+        ["sample", "-g", f"dcgan:{tmp_path / 'g.pth'}", "--out", tmp_path / "g.png"], capsys, "g.pth"
+    )
+    assert "weights_only" not in line and len(line) < 400, line

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import LatentcompError
 from ..io import atomic_write
 
 
@@ -96,10 +95,6 @@ def save_state(path: str | Path, **state: Any) -> Path:
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise LatentcompError(f"training state file not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user-facing error
-        raise LatentcompError(f"cannot read training state {path}: {type(e).__name__}: {e}") from e
+    from ..safe_pickle import load_weights_only
+
+    return load_weights_only(path, "training state", map_location)

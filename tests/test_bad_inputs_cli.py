@@ -21,7 +21,7 @@ from PIL import Image
 from latentcomp import load_generator
 from latentcomp.cli import main
 from latentcomp.errors import LatentcompError
-from latentcomp.regressors import build_regressor, save_regressor
+from latentcomp.regressors import build_regressor, load_regressor, save_regressor
 
 RES = 32
 
@@ -130,6 +130,219 @@ GAN = [
     "1",
 ]
 GAN_TRAIN = [*GAN, "--batch", "2", "--threads", "1"]
+
+
+# ------------------------------------------------------------------ 2. run folders are not overwritten
+def _finished_run(folder: Path, with_state: bool = False) -> dict:
+    folder.mkdir(parents=True)
+    for name in ("best.safetensors", "last.safetensors", "metrics.json", "config.json"):
+        (folder / name).write_bytes(f"trained weights of an earlier run: {name}".encode())
+    if with_state:
+        (folder / "state.pt").write_bytes(b"not read: the folder is refused first")
+    return snapshot(folder)
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_regressor_train_refuses_a_folder_of_results(tmp_path, capsys, resume):
+    run_dir = tmp_path / "run"
+    before = _finished_run(run_dir)
+    args = [*REG_TRAIN, "--out", run_dir] + (["--resume"] if resume else [])
+    refused(args, capsys, str(run_dir), "best.safetensors", "--overwrite")
+    assert snapshot(run_dir) == before
+
+
+def test_regressor_train_refuses_a_folder_of_anything(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    refused([*REG_TRAIN, "--out", tmp_path], capsys, "notes.txt", "not empty")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_regressor_train_overwrite_replaces_the_old_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    _finished_run(run_dir, with_state=True)
+    code, out, err = run([*REG_TRAIN, "--out", run_dir, "--overwrite"], capsys)
+    assert code == 0, err[-3000:]
+    reg = load_regressor(run_dir)  # the junk weights were replaced by this run's
+    assert reg.generator_spec == "builtin:tiny-random"
+    assert json.loads((run_dir / "metrics.json").read_text())["step"] == 1
+
+
+def test_gan_train_refuses_a_non_empty_folder(tmp_path, capsys):
+    run_dir = tmp_path / "gan"
+    run_dir.mkdir()
+    (run_dir / "generator.safetensors").write_bytes(b"an earlier export")
+    before = snapshot(run_dir)
+    refused([*GAN_TRAIN, "--out", run_dir], capsys, str(run_dir), "generator.safetensors", "--overwrite")
+    assert snapshot(run_dir) == before
+
+
+def test_analyzer_train_refuses_a_non_empty_folder(tmp_path, capsys):
+    (tmp_path / "analyzer.safetensors").write_bytes(b"an earlier analyzer")
+    before = snapshot(tmp_path)
+    refused(
+        ["analyzer", "train", "--out", tmp_path, "--steps", "1", "--batch", "2"],
+        capsys,
+        "analyzer.safetensors",
+    )
+    assert snapshot(tmp_path) == before
+
+
+def test_data_render_refuses_a_non_empty_folder_unless_overwrite(tmp_path, capsys):
+    (tmp_path / "000000.png").write_bytes(b"my photo")
+    args = ["data", "render", "toyfaces", "--n", "2", "--resolution", "32", "--out", tmp_path]
+    refused(args, capsys, "not empty", "000000.png")
+    assert (tmp_path / "000000.png").read_bytes() == b"my photo"
+    code, _, err = run([*args, "--overwrite"], capsys)
+    assert code == 0, err
+    assert Image.open(tmp_path / "000000.png").size == (32, 32)
+
+
+def test_directions_compute_refuses_an_existing_set(tmp_path, capsys):
+    (tmp_path / "mine.safetensors").write_bytes(b"an earlier set")
+    args = [
+        "directions",
+        "compute",
+        "--generator",
+        "builtin:tiny-random",
+        "--method",
+        "sefa",
+        "--k",
+        "2",
+        "--name",
+        "mine",
+        "--out",
+        tmp_path,
+    ]
+    refused(args, capsys, "mine.safetensors", "--overwrite")
+    assert (tmp_path / "mine.safetensors").read_bytes() == b"an earlier set"
+
+
+def test_regressor_export_refuses_its_own_file(files, tmp_path, capsys):
+    (tmp_path / "reg.safetensors").write_bytes((files / "reg.safetensors").read_bytes())
+    (tmp_path / "reg.json").write_bytes((files / "reg.json").read_bytes())
+    before = snapshot(tmp_path)
+    refused(["regressor", "export", tmp_path / "reg.safetensors", tmp_path / "reg", "--half"], capsys, "DEST")
+    assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------------- 3. output onto its own input
+def _apps(files: Path, tmp: Path) -> dict[str, tuple[list, str]]:
+    """Commands whose --out names one of their inputs: (arguments, a word the error must name)."""
+    reg = files / "reg.safetensors"
+    a, b, m = fresh_inputs(files, tmp)
+    (tmp / "dir").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp / "dir" / name).write_bytes(a.read_bytes())
+    (tmp / "link.png").symlink_to(a)
+    (tmp / "o_mask.png").write_bytes(m.read_bytes())
+    return {
+        "inpaint out=image": (["inpaint", "--model", reg, "--image", a, "--mask", m, "--out", a], "a.png"),
+        "inpaint out=mask": (["inpaint", "--model", reg, "--image", a, "--mask", m, "--out", m], "m.png"),
+        "inpaint out=symlink of image": (
+            ["inpaint", "--model", reg, "--image", a, "--mask", m, "--out", tmp / "link.png"],
+            "a.png",
+        ),
+        "inpaint DIR -> DIR": (
+            ["inpaint", "--model", reg, "--image", tmp / "dir", "--mask", m, "--out", tmp / "dir"],
+            "image folder",
+        ),
+        "inpaint DIR -> DIR --n 2": (
+            [
+                "inpaint",
+                "--model",
+                reg,
+                "--image",
+                tmp / "dir",
+                "--mask",
+                m,
+                "--out",
+                tmp / "dir",
+                "--n",
+                "2",
+            ],
+            "image folder",
+        ),
+        "compose out=part": (
+            ["compose", "--model", reg, "--part", f"{a}:{m}", "--part", b, "--out", b],
+            "part 2 image",
+        ),
+        "compose out=part mask": (
+            ["compose", "--model", reg, "--part", f"{a}:{m}", "--out", m],
+            "part 1 mask",
+        ),
+        "compose --save-inputs side=part": (
+            [
+                "compose",
+                "--model",
+                reg,
+                "--part",
+                tmp / "o_mask.png",
+                "--out",
+                tmp / "o.png",
+                "--save-inputs",
+            ],
+            "o_mask.png",
+        ),
+        "edit out=example": (
+            ["edit", "--model", reg, "--image", a, "--example", b, "--region", m, "--out", b],
+            "example image",
+        ),
+        "edit out=region": (
+            ["edit", "--model", reg, "--image", a, "--example", b, "--region", m, "--out", m],
+            "region mask",
+        ),
+        "navigate out=image": (
+            ["navigate", "--model", reg, "--image", a, "--direction", "x", "--out", a],
+            "a.png",
+        ),
+    }
+
+
+APPS = [
+    "inpaint out=image",
+    "inpaint out=mask",
+    "inpaint out=symlink of image",
+    "inpaint DIR -> DIR",
+    "inpaint DIR -> DIR --n 2",
+    "compose out=part",
+    "compose out=part mask",
+    "compose --save-inputs side=part",
+    "edit out=example",
+    "edit out=region",
+    "navigate out=image",
+]
+
+
+@pytest.mark.parametrize("case", APPS)
+def test_output_onto_its_own_input_is_refused(files, tmp_path, capsys, case):
+    cases = _apps(files, tmp_path)
+    assert sorted(cases) == sorted(APPS)
+    args, word = cases[case]
+    before = snapshot(tmp_path)
+    refused(args, capsys, "--overwrite", word)
+    assert snapshot(tmp_path) == before
+
+
+def test_overwrite_lets_the_output_replace_its_input(files, tmp_path, capsys):
+    a, _, m = fresh_inputs(files, tmp_path)
+    old = a.read_bytes()
+    code, _, err = run(
+        [
+            "inpaint",
+            "--model",
+            files / "reg.safetensors",
+            "--image",
+            a,
+            "--mask",
+            m,
+            "--out",
+            a,
+            "--overwrite",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert a.read_bytes() != old and Image.open(a).size == (RES, RES)
 
 
 # ------------------------------------------------------------------------ 4. one line, never a traceback
@@ -344,3 +557,41 @@ def test_refused_generator_pickle_is_one_short_line(tmp_path, capsys):
         ["sample", "-g", f"dcgan:{tmp_path / 'g.pth'}", "--out", tmp_path / "g.png"], capsys, "g.pth"
     )
     assert "weights_only" not in line and len(line) < 400, line
+
+
+def test_parts_with_a_colon_in_their_path(files, tmp_path, capsys):
+    a = tmp_path / "shot 12:30.png"
+    a.write_bytes((files / "imgs" / "a.png").read_bytes())
+    m = tmp_path / "mask 12:30.png"
+    m.write_bytes((files / "top.png").read_bytes())
+    reg, b = files / "reg.safetensors", files / "imgs" / "b.png"
+    out = tmp_path / "o.png"
+    code, _, err = run(
+        [
+            "compose",
+            "--model",
+            reg,
+            "--part",
+            a,
+            "--mask",
+            m,
+            "--part",
+            b,
+            "--mask",
+            "-",
+            "--out",
+            out,
+            "--save-inputs",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    known = np.asarray(Image.open(tmp_path / "o_mask.png"))
+    assert known.min() == 255  # a's mask covers the top half, b (no mask) the rest: all known
+    refused(
+        ["compose", "--model", reg, "--part", a, "--part", b, "--mask", m, "--out", tmp_path / "p.png"],
+        capsys,
+        "--mask",
+        "one --mask per --part",
+    )
+    assert not (tmp_path / "p.png").exists()

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import LatentcompError
 from ..io import atomic_write
+from ..outputs import check_run_folder
 from .augment import IGNORE, augment, parse_policy
 from .checkpoint import atomic_torch_save, atomic_write_json, load_state
 from .discriminator import Discriminator
@@ -200,7 +201,7 @@ def _rng_state(gen: torch.Generator) -> dict:
 
 
 class GANTrainer:
-    def __init__(self, cfg: GANConfig, out: Path, resume: bool = False):
+    def __init__(self, cfg: GANConfig, out: Path, resume: bool = False, overwrite: bool = False):
         self.cfg, self.out = cfg, Path(out)
         ckpt_path = self.out / "checkpoint.pt"
         if resume:
@@ -209,11 +210,16 @@ class GANTrainer:
             state = load_state(ckpt_path)  # read first: a bad checkpoint stops before anything is written
             saved = json.loads((self.out / "config.json").read_text())
             self.cfg = cfg = GANConfig(**{**saved, "steps": cfg.steps})
-        elif ckpt_path.exists():
+        elif ckpt_path.exists() and not overwrite:
             raise LatentcompError(
-                f"{self.out} already holds a run; pass --resume to continue it or pick a new --out"
+                f"{self.out} already holds a run; pass --resume to continue it, --overwrite to start a new "
+                "one over it, or pick a new --out"
             )
+        else:
+            check_run_folder(self.out, state_file=ckpt_path.name, overwrite=overwrite)
         self.augment_policy = parse_policy(cfg.augment)  # checked before anything is written
+        if overwrite and not resume:
+            ckpt_path.unlink(missing_ok=True)  # the old run's checkpoint must not be resumed later
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.out / "config.json", asdict(cfg))
 

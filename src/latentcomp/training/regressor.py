@@ -43,11 +43,15 @@ from torch import nn
 from ..devices import parse_device
 from ..errors import LatentcompError
 from ..masks import MASK_KINDS, MaskSampler
+from ..outputs import check_run_folder
 from ..regressors import Regressor, build_regressor, save_regressor
 from .checkpoint import atomic_write_json, capture_rng_state, load_state, restore_rng_state, save_state
 
 STATE_FILE = "state.pt"
 STATE_VERSION = 1
+# what a run writes besides tb/; --overwrite removes them first, so that no old weights stay beside a new
+# config.json if the new run stops before its first checkpoint
+RUN_FILES = ("config.json", "best.safetensors", "last.safetensors", STATE_FILE, "metrics.json")
 
 
 @dataclass
@@ -87,10 +91,11 @@ class TrainConfig:
     progress: bool = True
     resume: bool = False
     init: str | None = None  # start from this regressor's weights (fine-tuning, e.g. for a newer G)
+    overwrite: bool = False  # start a new run in a folder that holds files (replacing them)
 
     # options that may change when a run is resumed; all others must match the saved run
     RESUMABLE_CHANGES = ("out", "steps", "eval_every", "device", "log_every", "tensorboard", "progress",
-                         "resume", "lpips_weights", "real", "max_minutes", "init")  # fmt: skip
+                         "resume", "lpips_weights", "real", "max_minutes", "init", "overwrite")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,15 +309,17 @@ class RegressorTrainer:
         cfg.validate()
         self.cfg = cfg
         self.run_dir = Path(cfg.out).expanduser()
+        state_path = self.run_dir / STATE_FILE
+        # checked by every process before any joins the group, so before rank 0 can write a file
+        if state_path.is_file() and not (cfg.resume or cfg.overwrite):
+            raise LatentcompError(
+                f"{self.run_dir} already holds a training run ({STATE_FILE}); pass --resume to continue "
+                "it, --overwrite to start a new one over it, or choose another --out"
+            )
+        check_run_folder(self.run_dir, state_file=STATE_FILE, resume=cfg.resume, overwrite=cfg.overwrite)
         self.dist, self.device = setup_distributed(cfg.device)
         self.state: dict[str, Any] | None = None
-        state_path = self.run_dir / STATE_FILE
-        if state_path.is_file():
-            if not cfg.resume:
-                raise LatentcompError(
-                    f"{self.run_dir} already holds a training run ({STATE_FILE}); "
-                    "pass --resume to continue it or choose another --out"
-                )
+        if state_path.is_file() and cfg.resume:
             self.state = load_state(state_path)
         elif cfg.resume and self.dist.is_main:
             _log(f"--resume: no {STATE_FILE} in {self.run_dir}; starting a new run")
@@ -576,6 +583,9 @@ class RegressorTrainer:
         cfg = self.cfg
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if cfg.overwrite and self.state is None:
+                for name in RUN_FILES:
+                    (self.run_dir / name).unlink(missing_ok=True)
             atomic_write_json(self.run_dir / "config.json", self._run_config())
         self.writer = self._open_writer()
         last_test: dict[str, float] = {}

@@ -449,6 +449,100 @@ def test_bad_device_in_the_api():
     assert parse_device("cpu") == torch.device("cpu") and parse_device(None) is None
 
 
+@pytest.mark.parametrize(
+    "text", ["{not json", "[1, 2]", '{"train": 5}', '{"train": {"batch": "16"}}', "\xff\xfe"]
+)
+def test_regressor_resume_with_a_broken_config(tmp_path, capsys, text):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_bytes(text.encode("latin-1"))
+    (run_dir / "state.pt").write_bytes(b"the state is never read: the config is refused first")
+    before = snapshot(run_dir)
+    refused(["regressor", "train", "--out", run_dir, "--resume", "--lpips", "none"], capsys, "config")
+    assert snapshot(run_dir) == before
+
+
+def test_sample_n_too_large(tmp_path, capsys):
+    for n in ("10000000", str(2**62)):
+        refused(["sample", "-g", "builtin:tiny-random", "--n", n, "--out", tmp_path / "g.png"], capsys, "--n")
+    refused(
+        ["sample", "-g", "builtin:tiny-random", "--nrow", "0", "--out", tmp_path / "g.png"], capsys, "--nrow"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_n_above_a_chunk_is_the_same_as_one_batch():
+    from latentcomp.commands.sample import CHUNK, sample_images
+
+    G = load_generator("builtin:tiny-random")
+    z = G.sample_latent(CHUNK + 3, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        one_batch = G(z).clamp(-1, 1)
+    assert torch.allclose(sample_images("builtin:tiny-random", n=CHUNK + 3, seed=4), one_batch, atol=1e-5)
+
+
+def test_generator_file_with_a_zero_sized_dimension(tmp_path, capsys):
+    from latentcomp.generators.dcgan import DCGANNet
+
+    sd = DCGANNet(nz=8, ngf=4, nc=3, resolution=16).state_dict()
+    sd["main.0.weight"] = torch.zeros(0, *sd["main.0.weight"].shape[1:])
+    torch.save(sd, tmp_path / "zero.pth")
+    refused(
+        ["sample", "-g", f"dcgan:{tmp_path / 'zero.pth'}", "--out", tmp_path / "g.png"],
+        capsys,
+        "main.0.weight",
+        "zero-sized",
+    )
+    assert not (tmp_path / "g.png").exists()
+
+
+ABSURD = [
+    {"latent_shape": [10**9]},
+    {"latent_shape": [0]},
+    {"latent_shape": [64, 0]},
+    {"latent_shape": []},
+    {"latent_shape": "64"},
+    {"out_shape": [10**6, 10**6]},
+    {"resolution": 10**6},
+    {"resolution": -32},
+    {"resolution": "32"},
+    {"channels": 0},
+    {"channels": 10**5},
+    {"num_ws": 10**6},
+    {"w_dim": -1},
+    {"input_size": 10**5},
+    {"resolution": True},
+]
+
+
+@pytest.mark.parametrize("change", ABSURD, ids=[json.dumps(c) for c in ABSURD])
+def test_regressor_config_with_absurd_values(files, tmp_path, capsys, change):
+    """Refused from the config, before a layer is allocated (a 10^9-wide head would need 2 TB)."""
+    cfg = json.loads((files / "reg.json").read_text())
+    (tmp_path / "r.safetensors").write_bytes((files / "reg.safetensors").read_bytes())
+    (tmp_path / "r.json").write_text(json.dumps({**cfg, **change}))
+    key = next(iter(change))
+    with pytest.raises(LatentcompError) as e:
+        load_regressor(tmp_path / "r.safetensors")
+    assert "\n" not in str(e.value) and key in str(e.value) and "accepted" in str(e.value)
+    refused(
+        [
+            "inpaint",
+            "--model",
+            tmp_path / "r.safetensors",
+            "--image",
+            files / "imgs" / "a.png",
+            "--mask",
+            files / "top.png",
+            "--out",
+            tmp_path / "o.png",
+        ],
+        capsys,
+        key,
+    )
+    assert not (tmp_path / "o.png").exists()
+
+
 # -------------------------------------------------------------------------------- 5. CLI pixel limit
 def test_pixel_bomb_is_refused_from_the_header(files, tmp_path, capsys):
     big = png_header_only(tmp_path / "big.png", 10000, 10000)
@@ -559,6 +653,39 @@ def test_refused_generator_pickle_is_one_short_line(tmp_path, capsys):
     assert "weights_only" not in line and len(line) < 400, line
 
 
+def test_regressor_train_steps_zero(tmp_path, capsys):
+    refused([*REG, "--steps", "0", "--out", tmp_path / "run"], capsys, "--steps", "at least 1")
+    assert not (tmp_path / "run").exists()
+
+
+def test_inpaint_batch_says_what_it_skipped(files, tmp_path, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.png").write_bytes((files / "imgs" / "a.png").read_bytes())
+    Image.open(files / "imgs" / "b.png").save(d / "anim.gif")
+    (d / "sub").mkdir()
+    (d / "sub" / "c.png").write_bytes((files / "imgs" / "b.png").read_bytes())
+    (d / ".hidden").write_text("x")
+    code, _, err = run(
+        [
+            "inpaint",
+            "--model",
+            files / "reg.safetensors",
+            "--image",
+            d,
+            "--mask",
+            files / "top.png",
+            "--out",
+            tmp_path / "out",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    notes = [ln for ln in err.splitlines() if "skipped" in ln]
+    assert len(notes) == 1 and "anim.gif" in notes[0] and "sub" in notes[0] and ".hidden" not in notes[0], err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+
+
 def test_parts_with_a_colon_in_their_path(files, tmp_path, capsys):
     a = tmp_path / "shot 12:30.png"
     a.write_bytes((files / "imgs" / "a.png").read_bytes())
@@ -595,3 +722,57 @@ def test_parts_with_a_colon_in_their_path(files, tmp_path, capsys):
         "one --mask per --part",
     )
     assert not (tmp_path / "p.png").exists()
+
+
+def _png16_rgb(path: Path) -> Path:
+    """A 16-bit-per-channel RGB PNG (Pillow reads it as 8-bit RGB without saying so)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
+
+    arr = (np.random.default_rng(0).integers(0, 65536, (RES, RES, 3))).astype(">u2")
+    raw = b"".join(b"\0" + arr[i].tobytes() for i in range(RES))
+    ihdr = struct.pack(">IIBBBBB", RES, RES, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_inpaint_notices_rgba_and_16_bit_input(files, tmp_path, capsys):
+    rgba = np.zeros((RES, RES, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    rgba[:4, :4, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    _png16_rgb(tmp_path / "deep.png")
+    reg, m = files / "reg.safetensors", files / "top.png"
+    for name, words in (("rgba.png", "composited on white"), ("deep.png", "16-bit")):
+        code, _, err = run(
+            [
+                "inpaint",
+                "--model",
+                reg,
+                "--image",
+                tmp_path / name,
+                "--mask",
+                m,
+                "--out",
+                tmp_path / f"o_{name}",
+            ],
+            capsys,
+        )
+        assert code == 0, err
+        assert any(ln.startswith("notice:") and name in ln and words in ln for ln in err.splitlines()), err
+
+
+def test_generator_with_nan_weights_writes_no_grid(tmp_path, capsys):
+    from latentcomp.generators.dcgan import DCGANNet, save_dcgan
+
+    net = DCGANNet(nz=8, ngf=4, nc=3, resolution=16)
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    path = save_dcgan(net, tmp_path / "nan.safetensors")
+    refused(["sample", "-g", f"dcgan:{path}", "--n", "4", "--out", tmp_path / "g.png"], capsys, "NaN or Inf")
+    assert not (tmp_path / "g.png").exists()

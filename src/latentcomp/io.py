@@ -113,6 +113,8 @@ def _read(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray | None, l
     try:
         with open_image(p, what) as im:
             fmt = im.format
+            # 16 bits per channel RGB(A) (rawmode e.g. RGB;16B) is reduced to 8 bits by Pillow as it decodes
+            deep = any(";16" in str(getattr(t, "args", "")) for t in im.tile)
             im.load()  # full decode: truncated or corrupt data fails here, not later
             im = im.copy()
     except LatentcompError:
@@ -129,6 +131,8 @@ def _read(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray | None, l
         raise LatentcompError(f"{what} {p} is a {fmt} file; expected {ACCEPTED}")
     notes: list[str] = []
     mode = im.mode
+    if deep and mode in ("RGB", "RGBA"):
+        notes.append("16-bit channels reduced to 8 bits")
     alpha = None
     if mode == "P":
         has_t = "transparency" in im.info
@@ -301,12 +305,26 @@ def load_mask(
     return t
 
 
-def list_images(folder: str | Path, what: str = "image folder") -> list[Path]:
-    """Image files (PNG/JPG/WEBP) directly in `folder`, sorted by name; an error if there are none."""
+def list_images(
+    folder: str | Path, what: str = "image folder", notice: Notice | None = print_notice
+) -> list[Path]:
+    """Image files (PNG/JPG/WEBP) directly in `folder`, sorted by name; an error if there are none.
+
+    Other files and subfolders are skipped, and said so through `notice` (hidden entries silently)."""
     d = Path(folder).expanduser()
     if not d.is_dir():
         raise LatentcompError(f"{what} not found: {d}")
-    files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    entries = sorted(f for f in d.iterdir() if not f.name.startswith("."))
+    files = [f for f in entries if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    others = [f.name for f in entries if f.is_file() and f not in files]
+    subfolders = [f.name for f in entries if f.is_dir()]
+    if notice and (others or subfolders):
+        skipped = []
+        if others:
+            skipped.append(f"{len(others)} file(s) that are not {ACCEPTED} (e.g. {others[0]})")
+        if subfolders:
+            skipped.append(f"{len(subfolders)} subfolder(s) (e.g. {subfolders[0]}; not searched)")
+        notice(f"{what} {d}: skipped " + " and ".join(skipped))
     if not files:
         raise LatentcompError(f"{what} {d} has no {ACCEPTED} files")
     return files

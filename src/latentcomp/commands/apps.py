@@ -78,10 +78,18 @@ def _load_pair(image: Path, mask: Path | None, pipe, what: str, allow_empty: boo
         m = io.load_mask(
             mask, size=pipe.resolution, image_hw=(h, w), allow_empty=allow_empty, what=f"{what} mask"
         )
+        if alpha is not None:
+            io.print_notice(
+                f"{what} {image}: transparent pixels composited on white (the mask {mask} says which are "
+                "known)"
+            )
     elif alpha is not None:
         if alpha.sum() == 0:
             raise LatentcompError(f"{what} {image} is fully transparent; nothing of it can be used")
-        io.print_notice(f"{what} {image}: no mask given, its transparency is used as the mask")
+        io.print_notice(
+            f"{what} {image}: no mask given, its transparency is used as the mask "
+            "(transparent pixels composited on white)"
+        )
         m = alpha
     else:
         m = None

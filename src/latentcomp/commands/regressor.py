@@ -87,8 +87,12 @@ def train(
     """
     import torch
 
+    from ..errors import LatentcompError
+    from ..training.checkpoint import read_json_object
     from ..training.regressor import TrainConfig, train_regressor
 
+    if steps is not None and steps < 1:
+        raise LatentcompError(f"--steps must be at least 1; got {steps} (nothing would be trained)")
     if threads:
         torch.set_num_threads(threads)
     given = {
@@ -107,7 +111,9 @@ def train(
     base: dict = {}
     cfg_file = out / "config.json"
     if resume and (out / "state.pt").is_file() and cfg_file.is_file():
-        base = json.loads(cfg_file.read_text()).get("train", {})
+        base = read_json_object(cfg_file, "run config").get("train", {})
+        if not isinstance(base, dict):
+            raise LatentcompError(f"run config {cfg_file}: \"train\" is not an object; restore the file")
     cfg = TrainConfig.from_dict({**base, **given, "out": str(out), "resume": resume,
                                  "overwrite": overwrite, "tensorboard": not no_tensorboard})  # fmt: skip
     result = train_regressor(cfg)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import LatentcompError
 from ..io import atomic_write
 
 
@@ -49,6 +50,20 @@ def atomic_save_safetensors(
 
     data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
     return atomic_write_bytes(path, data)
+
+
+def read_json_object(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """A JSON file that must hold an object (a run's config.json), or a one-line LatentcompError."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LatentcompError(f"{what} file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise LatentcompError(f"{what} {path} is not valid JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(obj, dict):
+        raise LatentcompError(f"{what} {path} holds a JSON {type(obj).__name__}, not an object")
+    return obj
 
 
 # -- RNG state ---------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ exported to `RUN/generator.safetensors` (+ `.json`), which `load_generator("KIND
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
@@ -29,7 +28,7 @@ from ..errors import LatentcompError
 from ..io import atomic_write
 from ..outputs import check_run_folder
 from .augment import IGNORE, augment, parse_policy
-from .checkpoint import atomic_torch_save, atomic_write_json, load_state
+from .checkpoint import atomic_torch_save, atomic_write_json, load_state, read_json_object
 from .discriminator import Discriminator
 
 
@@ -208,7 +207,7 @@ class GANTrainer:
             if not ckpt_path.is_file():
                 raise LatentcompError(f"--resume: no checkpoint at {ckpt_path}")
             state = load_state(ckpt_path)  # read first: a bad checkpoint stops before anything is written
-            saved = json.loads((self.out / "config.json").read_text())
+            saved = read_json_object(self.out / "config.json", "run config")
             self.cfg = cfg = GANConfig(**{**saved, "steps": cfg.steps})
         elif ckpt_path.exists() and not overwrite:
             raise LatentcompError(

@@ -106,6 +106,7 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def validate(self) -> None:
+        self._check_types()
         if not self.out:
             raise LatentcompError("--out RUN is required (the run folder)")
         for name, low in (("steps", 0), ("batch", 1), ("eval_every", 1), ("test_size", 1)):
@@ -131,6 +132,24 @@ class TrainConfig:
             raise LatentcompError("--real-fraction needs --real DIR (a folder of images)")
         if self.lr <= 0:
             raise LatentcompError(f"--lr must be > 0; got {self.lr}")
+
+    def _check_types(self) -> None:
+        """Every option of the type its field declares (a resumed run reads them from config.json)."""
+        accepted = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+        for f in dataclasses.fields(self):
+            kinds = [t.strip() for t in str(f.type).split("|")]
+            v = getattr(self, f.name)
+            if v is None and "None" in kinds:
+                continue
+            if not any(
+                isinstance(v, accepted[k]) and (k == "bool" or not isinstance(v, bool))
+                for k in kinds
+                if k in accepted
+            ):
+                raise LatentcompError(
+                    f"--{f.name.replace('_', '-')} must be {' or '.join(kinds)}; got {v!r} "
+                    "(from the command line or the run's config.json)"
+                )
 
 
 @dataclass

@@ -24,6 +24,7 @@ def train(
     ),
     lr: float = typer.Option(2e-3, help="peak Adam learning rate (warm-up, then cosine decay)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="start a new run in a non-empty --out"),
     threads: int = typer.Option(1, help="torch CPU threads"),
     eval_every: int = typer.Option(1000, help="quick held-out check every N steps (0: only at the end)"),
     ckpt_every: int = typer.Option(250, help="write the checkpoint every N steps"),
@@ -36,7 +37,8 @@ def train(
 
     torch.set_num_threads(threads)
     path = train_analyzer(out, steps=steps, batch=batch, seed=seed, resume=resume, lr=lr,
-                          eval_every=eval_every or steps, ckpt_every=ckpt_every, stop_after=stop_after)
+                          eval_every=eval_every or steps, ckpt_every=ckpt_every, stop_after=stop_after,
+                          overwrite=overwrite)
     if path.suffix == ".pt":
         typer.echo(f"stopped at --stop-after {stop_after}; checkpoint {path} (continue with --resume)")
     else:

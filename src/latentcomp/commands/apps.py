@@ -14,6 +14,8 @@ MODEL_HELP = (
     ".safetensors file."
 )
 
+OVERWRITE_HELP = "Allow --out to be one of the input files (it is then replaced by the result)."
+
 GENERATOR_HELP = (
     "Generator spec to pair with --model instead of the one the model file records (needed for a "
     "python:MODULE:FUNCTION generator, which a model file may not choose by itself)."
@@ -36,6 +38,19 @@ def split_part(spec: str) -> tuple[Path, Path | None]:
         if left and right and Path(right).suffix.lower() in READ_SUFFIXES:
             return Path(left), Path(right)
     return Path(spec), None
+
+
+def part_pairs(part: list[str], mask: list[str] | None) -> list[tuple[Path, Path | None]]:
+    """(image, mask) per --part: from IMAGE:MASK specs, or, with --mask given, --part and --mask paired in
+    order (then each --part is a plain path, colons and all; a --mask of '-' means no mask)."""
+    if not mask:
+        return [split_part(spec) for spec in part]
+    if len(mask) != len(part):
+        raise LatentcompError(
+            f"--mask was given {len(mask)} time(s) for {len(part)} --part image(s); give one --mask per "
+            "--part, in order ('-' for a part without a mask), or none and write --part IMAGE:MASK"
+        )
+    return [(Path(p), None if m == "-" else Path(m)) for p, m in zip(part, mask, strict=True)]
 
 
 def _check_output(out: Path) -> None:
@@ -63,10 +78,18 @@ def _load_pair(image: Path, mask: Path | None, pipe, what: str, allow_empty: boo
         m = io.load_mask(
             mask, size=pipe.resolution, image_hw=(h, w), allow_empty=allow_empty, what=f"{what} mask"
         )
+        if alpha is not None:
+            io.print_notice(
+                f"{what} {image}: transparent pixels composited on white (the mask {mask} says which are "
+                "known)"
+            )
     elif alpha is not None:
         if alpha.sum() == 0:
             raise LatentcompError(f"{what} {image} is fully transparent; nothing of it can be used")
-        io.print_notice(f"{what} {image}: no mask given, its transparency is used as the mask")
+        io.print_notice(
+            f"{what} {image}: no mask given, its transparency is used as the mask "
+            "(transparent pixels composited on white)"
+        )
         m = alpha
     else:
         m = None
@@ -81,7 +104,13 @@ def compose(
         help="IMAGE[:MASK], repeatable, pasted in order (later on top). Without a mask the whole image "
         "counts (or its transparency, for RGBA images). White mask pixels = the part.",
     ),
+    mask: list[str] = typer.Option(
+        None,
+        help="Mask of the --part at the same position (repeatable, one per --part, '-' for none); with "
+        "--mask, --part takes plain paths, so they may contain ':'.",
+    ),
     out: Path = typer.Option(..., help="Output image (.png, .jpg, .webp)."),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
     refine: int = typer.Option(0, help="Latent refinement steps after the regressor (0 = off)."),
     refine_method: str = typer.Option("adam", help="Refinement optimiser: adam or lbfgs."),
     finetune: int = typer.Option(0, help="Per-input regressor fine-tuning steps first (0 = off)."),
@@ -92,12 +121,20 @@ def compose(
 ):
     """Paste parts of several images into a collage and turn it into one coherent image."""
     from .. import io
+    from ..outputs import check_not_inputs
 
+    pairs = part_pairs(part, mask)
+    outputs = [out, _side(out, "collage"), _side(out, "mask")] if save_inputs else [out]
+    inputs = [
+        (f"part {i + 1} {what}", p)
+        for i, pair in enumerate(pairs)
+        for what, p in zip(("image", "mask"), pair, strict=True)
+    ]
+    check_not_inputs(outputs, inputs, overwrite)
     _check_output(out)
     pipe = _pipe(model, device, generator)
     imgs, masks = [], []
-    for i, spec in enumerate(part):
-        path, mpath = split_part(spec)
+    for i, (path, mpath) in enumerate(pairs):
         img, m = _load_pair(path, mpath, pipe, f"part {i + 1} image")
         imgs.append(img)
         masks.append(m)
@@ -124,6 +161,9 @@ def inpaint(
         ..., help="Mask file (white = keep, black = fill in), or a folder of masks matched by file name."
     ),
     out: Path = typer.Option(..., help="Output file (single image) or folder (batch mode; names are kept)."),
+    overwrite: bool = typer.Option(
+        False, help=OVERWRITE_HELP + " In batch mode: --out may be the --image folder."
+    ),
     n: int = typer.Option(1, help="Completions per image; with n > 1 outputs are NAME_k0 ... NAME_k{n-1}."),
     seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed of the completions."),
     method: str = typer.Option("auto", help="Multimodal method: auto, fill or style (w+ models)."),
@@ -142,16 +182,24 @@ def inpaint(
     import torch
 
     from .. import io
+    from ..outputs import check_not_inputs
 
+    if n < 1:
+        raise LatentcompError(f"--n must be at least 1; got {n}")
+    if batch < 1:
+        raise LatentcompError(f"--batch must be at least 1; got {batch}")
     pairs = io.match_images_masks(image, mask)
     folder_mode = image.is_dir()
+    targets = [_inpaint_target(out, p, k, n, folder_mode) for p, _ in pairs for k in range(n)]
+    inputs = [(w, p) for pair in pairs for w, p in zip(("image", "mask"), pair, strict=True)]
+    if folder_mode:  # --out DIR that is the --image DIR: even new names would land among the inputs
+        inputs += [("image folder", image)] + ([("mask folder", mask)] if mask.is_dir() else [])
+    check_not_inputs([out, *targets] if folder_mode else targets, inputs, overwrite)
     if folder_mode:
         if out.exists() and not out.is_dir():
             raise LatentcompError(f"--out {out} must be a folder when --image is a folder")
     else:
         _check_output(out)
-    if n < 1:
-        raise LatentcompError(f"--n must be at least 1; got {n}")
     pipe = _pipe(model, device, generator).set_regressor_precision(regressor_precision)
     if compile:
         pipe.compile()
@@ -169,12 +217,7 @@ def inpaint(
         res = pipe.inpaint(x, m, n=n, seed=seed, method=method, paste=paste, refine=refine)
         for i, (path, _, _) in enumerate(chunk):
             for k in range(n):
-                if folder_mode:
-                    name = path.name if n == 1 else f"{path.stem}_k{k}{path.suffix}"
-                    target = out / name
-                else:
-                    target = out if n == 1 else _side(out, f"k{k}")
-                io.save_image(res.images[i, k], target)
+                io.save_image(res.images[i, k], _inpaint_target(out, path, k, n, folder_mode))
                 written += 1
         divs += [float(v) for v in res.diversity]
         errs += [float(v) for v in res.known_error.mean(1)]
@@ -185,6 +228,13 @@ def inpaint(
     print(msg)
 
 
+def _inpaint_target(out: Path, image: Path, k: int, n: int, folder_mode: bool) -> Path:
+    """Where completion k of `image` goes: OUT/NAME (batch mode) or OUT; _kK before the suffix if n > 1."""
+    if folder_mode:
+        return out / (image.name if n == 1 else f"{image.stem}_k{k}{image.suffix}")
+    return out if n == 1 else _side(out, f"k{k}")
+
+
 def edit(
     model: str = typer.Option("toyfaces", help=MODEL_HELP),
     generator: str = typer.Option(None, help=GENERATOR_HELP),
@@ -192,6 +242,7 @@ def edit(
     example: Path = typer.Option(..., help="Example image showing the wanted content."),
     region: Path = typer.Option(..., help="Mask: white where the example's content should go."),
     out: Path = typer.Option(..., help="Output image."),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
     refine: int = typer.Option(0, help="Latent refinement steps (0 = off)."),
     paste: bool = typer.Option(False, help="Keep the target's pixels outside the region exactly."),
     save_inputs: bool = typer.Option(False, help="Also write OUT_collage next to the output."),
@@ -199,7 +250,11 @@ def edit(
 ):
     """Edit by example: transfer what the example shows inside the region onto the target."""
     from .. import io
+    from ..outputs import check_not_inputs
 
+    outputs = [out, _side(out, "collage")] if save_inputs else [out]
+    inputs = [("target image", image), ("example image", example), ("region mask", region)]
+    check_not_inputs(outputs, inputs, overwrite)
     _check_output(out)
     pipe = _pipe(model, device, generator)
     tgt = io.load_image(image, size=pipe.resolution, channels=pipe.channels, what="target image")

@@ -104,6 +104,7 @@ def compute(
     ),
     seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed of the sampled latents."),
     device: str = typer.Option(None, help="Torch device (default: cpu)."),
+    overwrite: bool = typer.Option(False, help="Replace a set of the same name in --out."),
 ):
     """Compute a set of directions for one generator and save it in a directions folder."""
     from .. import navigate as nav
@@ -121,6 +122,18 @@ def compute(
         "layers": list(lay) if lay else None,
         "seed": seed,
     }
+    gen_tag = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(G.spec.split(":")[-1]).stem)
+    set_name = name or (
+        f"{gen_tag}_{method}"
+        + (f"-{sp}" if sp != nav.default_space(G) else "")
+        + (format_layers(lay).replace(",", "_") if lay else "")
+    )
+    existing = Path(out) / f"{set_name}.safetensors"
+    if existing.exists() and not overwrite:
+        raise LatentcompError(
+            f"{existing} already holds a direction set named {set_name!r}; choose another --name or --out, "
+            "or pass --overwrite to replace it"
+        )
     if method == "pca":
         dirs = nav.pca_directions(G, k=k, n=n or 2000, space=sp, layer=layer, layers=lay, seed=seed)
     elif method == "sefa":
@@ -144,12 +157,6 @@ def compute(
         info.update(analyzer=analyzer, samples=n or 1000, boundary=boundary, C=c)
     else:
         raise LatentcompError(f"unknown --method {method!r}; accepted: pca, sefa, supervised")
-    gen_tag = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(G.spec.split(":")[-1]).stem)
-    set_name = name or (
-        f"{gen_tag}_{method}"
-        + (f"-{sp}" if sp != nav.default_space(G) else "")
-        + (format_layers(lay).replace(",", "_") if lay else "")
-    )
     path = nav.save_directions(dirs, Path(out) / set_name, info=info)
     print(
         f"wrote {path} ({len(dirs)} directions, {G.spec}, space {sp}"
@@ -286,11 +293,13 @@ def navigate(
     raw: bool = typer.Option(False, help="Strength in latent units instead of std."),
     out: Path = typer.Option(..., help="Output image (.png, .jpg, .webp)."),
     device: str = typer.Option(None, help="Torch device (default: cpu)."),
+    overwrite: bool = typer.Option(False, help="Allow --out to be one of the input files."),
 ):
     """Edit an image (or a collage) along a latent direction: invert with the regressor, move, generate."""
     from .. import io
     from ..navigate import find_direction, parse_strengths, strip_grid
     from ..navigate import navigate as nav_fn
+    from ..outputs import check_not_inputs
 
     if out.suffix.lower() not in io.IMAGE_SUFFIXES:
         raise LatentcompError(f"--out {out} must end in one of {', '.join(io.IMAGE_SUFFIXES)}")
@@ -298,9 +307,11 @@ def navigate(
         raise LatentcompError("give --image IMG (optionally with --mask) or one or more --part IMG[:MASK]")
     if part and mask is not None:
         raise LatentcompError("--mask goes with --image; give each part its mask as --part IMG:MASK")
+    specs = [(image, mask)] if image is not None else [_split_part(p) for p in part]
+    inputs = [(w, p) for pair in specs for w, p in zip(("image", "mask"), pair, strict=True)]
+    check_not_inputs([out], inputs, overwrite)
     pipe = _pipeline(model, device)
     d = find_direction(direction, directions, generator=pipe.generator.spec)
-    specs = [(image, mask)] if image is not None else [_split_part(p) for p in part]
     imgs, masks = [], []
     for i, (ip, mp) in enumerate(specs):
         what = "image" if image is not None else f"part {i + 1} image"

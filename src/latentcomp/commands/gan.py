@@ -35,6 +35,7 @@ def train(
     checkpoint_every: int = typer.Option(250, help="Steps between (atomic) checkpoints."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
+    overwrite: bool = typer.Option(False, help="Start a new run in a non-empty --out, replacing its files."),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)."),
     augment: str = typer.Option(
         "", help="Differentiable augmentation of D's inputs: color, translation, cutout (comma-separated)."
@@ -55,6 +56,8 @@ def train(
     """Train a GAN; the EMA generator is exported to OUT/generator.safetensors for `load_generator`."""
     import torch
 
+    from ..devices import parse_device
+    from ..errors import LatentcompError
     from ..training.gan import GANConfig, GANTrainer
 
     if threads:
@@ -83,7 +86,10 @@ def train(
         init_generator=init_generator,
         d_warmup=d_warmup,
     )
-    trainer = GANTrainer(cfg, out, resume=resume)
+    if batch < 1:
+        raise LatentcompError(f"--batch must be at least 1; got {batch}")
+    parse_device(device, "--device")
+    trainer = GANTrainer(cfg, out, resume=resume, overwrite=overwrite)
     trainer.train(max_seconds=None if max_minutes is None else max_minutes * 60)
     typer.echo(
         f"done: {trainer.step} steps; generator at {out / 'generator.safetensors'}; "

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..devices import parse_device
 from ..errors import LatentcompError
 from . import baselines, multimodal
 from .collage import as_image_batch, as_mask_batch, make_collage, paste_back
@@ -95,7 +96,8 @@ class Pipeline:
                 f"regressor expects {E.channels}x{E.resolution}px images but the generator makes "
                 f"{G.channels}x{G.resolution}px; they do not belong together"
             )
-        self.device = torch.device(device) if device is not None else G.device
+        dev = parse_device(device)
+        self.device = dev if dev is not None else G.device
         self.generator = G.to(self.device).eval()
         self.regressor = E.to(self.device).eval()
         for p in self.regressor.parameters():
@@ -125,6 +127,7 @@ class Pipeline:
         from ..generators import load_generator
         from ..regressors import load_regressor
 
+        parse_device(device)  # a bad device is refused before any model loads
         name = MODEL_ALIASES.get(str(name), str(name))
         src = PRETRAINED.get(name, name)
         try:

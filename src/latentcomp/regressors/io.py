@@ -124,6 +124,9 @@ def load_regressor(
     """Load a regressor from a run folder, a .safetensors file or `builtin:NAME` (see module doc)."""
     from safetensors import safe_open
 
+    from ..devices import parse_device
+
+    device = parse_device(device)
     weights = resolve_regressor_file(src)
     try:
         with safe_open(str(weights), framework="pt", device="cpu") as f:

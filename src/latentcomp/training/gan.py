@@ -14,7 +14,6 @@ exported to `RUN/generator.safetensors` (+ `.json`), which `load_generator("KIND
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
@@ -27,8 +26,9 @@ from torch import nn
 
 from ..errors import LatentcompError
 from ..io import atomic_write
+from ..outputs import check_run_folder
 from .augment import IGNORE, augment, parse_policy
-from .checkpoint import atomic_torch_save, atomic_write_json, load_state
+from .checkpoint import atomic_torch_save, atomic_write_json, load_state, read_json_object
 from .discriminator import Discriminator
 
 
@@ -201,20 +201,25 @@ def _rng_state(gen: torch.Generator) -> dict:
 
 
 class GANTrainer:
-    def __init__(self, cfg: GANConfig, out: Path, resume: bool = False):
+    def __init__(self, cfg: GANConfig, out: Path, resume: bool = False, overwrite: bool = False):
         self.cfg, self.out = cfg, Path(out)
         ckpt_path = self.out / "checkpoint.pt"
         if resume:
             if not ckpt_path.is_file():
                 raise LatentcompError(f"--resume: no checkpoint at {ckpt_path}")
             state = load_state(ckpt_path)  # read first: a bad checkpoint stops before anything is written
-            saved = json.loads((self.out / "config.json").read_text())
+            saved = read_json_object(self.out / "config.json", "run config")
             self.cfg = cfg = GANConfig(**{**saved, "steps": cfg.steps})
-        elif ckpt_path.exists():
+        elif ckpt_path.exists() and not overwrite:
             raise LatentcompError(
-                f"{self.out} already holds a run; pass --resume to continue it or pick a new --out"
+                f"{self.out} already holds a run; pass --resume to continue it, --overwrite to start a new "
+                "one over it, or pick a new --out"
             )
+        else:
+            check_run_folder(self.out, state_file=ckpt_path.name, overwrite=overwrite)
         self.augment_policy = parse_policy(cfg.augment)  # checked before anything is written
+        if overwrite and not resume:
+            ckpt_path.unlink(missing_ok=True)  # the old run's checkpoint must not be resumed later
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.out / "config.json", asdict(cfg))
 

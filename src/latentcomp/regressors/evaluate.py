@@ -24,10 +24,17 @@ def evaluate_regressor(
     batch: int = 20,  # the paper draws one mask cutoff per batch: several batches, several cutoffs
     analyzer=None,
     progress: bool = True,
+    iterations: int | None = None,
 ) -> dict:
+    """Figures for n fresh samples; `iterations`: passes of an iterative regressor (None = its default)."""
     from tqdm import tqdm
 
     G = generator or regressor.load_generator()
+    iterative = bool(getattr(regressor, "iterative", False))
+    if iterative:
+        regressor.bind_generator(G)
+    passes = regressor.check_iterations(iterations) if hasattr(regressor, "check_iterations") else 1
+    kw = {"iterations": passes} if iterative else {}
     res = G.resolution
     gen = torch.Generator().manual_seed(seed)
     use_analyzer = analyzer is not None
@@ -45,7 +52,7 @@ def evaluate_regressor(
         for name, mask in masks.items():
             mask = mask.to(x.device)
             t0 = time.perf_counter()
-            y = G(regressor(x, mask), space=regressor.space).clamp(-1, 1)
+            y = G(regressor(x, mask, **kw), space=regressor.space).clamp(-1, 1)
             t_enc += time.perf_counter() - t0
             err = (y - x).abs().mean(1, keepdim=True)
             add(f"{name}/l1_all", err.mean((1, 2, 3)).sum())
@@ -61,5 +68,5 @@ def evaluate_regressor(
                 add(f"{name}/attribute_agreement", agree.sum())
         count += m
     out = {k: v / count for k, v in sums.items()}
-    out.update(n=n, seed=seed, seconds_per_image_E_plus_G=t_enc / (2 * n))
+    out.update(n=n, seed=seed, seconds_per_image_E_plus_G=t_enc / (2 * n), regressor_passes=passes)
     return out

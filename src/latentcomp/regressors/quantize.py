@@ -69,6 +69,12 @@ def quantize_regressor(
             "int8 quantization needs a latentcomp Regressor (backbone + head); "
             f"got {type(regressor).__name__}"
         )
+    if regressor.iterative or regressor.head_kind != "pool":
+        raise LatentcompError(
+            "int8 quantization covers plain regressors with the pooled head; this one is "
+            + ("iterative" if regressor.iterative else f"a {regressor.head_kind} head")
+            + " (run it in fp32 or bf16)"
+        )
     if regressor.device.type != "cpu":
         raise LatentcompError(
             f"int8 quantization runs on the CPU only; the regressor is on {regressor.device}"

@@ -104,7 +104,7 @@ def test_real_images_and_part_masks_plumbing(tmp_path, monkeypatch):
     tr = RegressorTrainer(run)
     from latentcomp.training.regressor import step_generator
 
-    x, m, target, weight = tr.make_batch(step_generator(0, 0), 8, slice(0, 8))
+    x, m, target, weight, _ = tr.make_batch(step_generator(0, 0), 8, slice(0, 8))
     assert 0 < (weight == 0).sum() < 8  # real rows: no latent loss
     assert x.abs().max() <= 1.0 and x.shape == (8, 3, 32, 32)
     assert set(m.unique().tolist()) <= {0.0, 1.0}

@@ -78,6 +78,34 @@ def train(
     max_minutes: float | None = typer.Option(
         None, help="Stop with a checkpoint after this many minutes (--resume continues) (default: no limit)."
     ),
+    head: str | None = typer.Option(
+        None, help="pool (global pool + linear / 1x1 conv) or pyramid (w+ only: a feature pyramid over the "
+        "backbone's last three stages feeding one map-to-style head per w+ layer, coarse maps to the first "
+        "layers) (default: pool).",
+    ),
+    pyramid_width: int | None = typer.Option(
+        None, help="Channels of the pyramid head (default: 128 over small, 256 over resnets)."
+    ),
+    iterative: bool = typer.Option(
+        False, "--iterative",
+        help="Iterative regression: a refiner sees [x * m, m, G(w_t) * m] and adds a residual to the latent; "
+        "trained with --iterations passes unrolled.",
+    ),
+    iter_start: str | None = typer.Option(
+        None, help="First latent of an iterative regressor: plain (a plain pass of its own) or mean (G's "
+        "mean latent) (default: plain)."
+    ),
+    iterations: int | None = typer.Option(
+        None, help="Passes of an iterative regressor in training, also its default at inference (default: 3)."
+    ),
+    collage_fraction: float | None = typer.Option(
+        None, help="Share of each batch made of automatic collages of 2-4 generator samples; image losses on "
+        "their known pixels only, no latent loss (default: 0 = off).",
+    ),
+    collage_masks: str | None = typer.Option(
+        None, help="How collage parts are cut: parts (toyfaces part maps from --part-analyzer), noise (the "
+        "paper's masks) or auto (parts for toyfaces generators, else noise) (default: auto).",
+    ),
     threads: int = typer.Option(0, help="torch threads per process (0 = torch's default)."),
     no_tensorboard: bool = typer.Option(False, "--no-tensorboard", help="Skip TensorBoard logs."),
 ):
@@ -103,11 +131,14 @@ def train(
         "lpips_weights": str(lpips_weights) if lpips_weights else None, "w_mse": w_mse, "w_lpips": w_lpips,
         "w_latent": w_latent, "eval_every": eval_every, "test_size": test_size, "seed": seed,
         "input_size": input_size, "device": device, "max_minutes": max_minutes,
-        "init": init,
+        "init": init, "head": head, "pyramid_width": pyramid_width, "iter_start": iter_start,
+        "iterations": iterations, "collage_fraction": collage_fraction, "collage_masks": collage_masks,
     }  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}
     if rgb_only:
         given["rgb_only"] = True
+    if iterative:
+        given["iterative"] = True
     base: dict = {}
     cfg_file = out / "config.json"
     if resume and (out / "state.pt").is_file() and cfg_file.is_file():
@@ -194,6 +225,9 @@ def evaluate(
     generator: str = typer.Option(
         None, help="Generator spec to evaluate against instead of the recorded one (e.g. python:MODULE:FN)."
     ),
+    iterations: int = typer.Option(
+        None, help="Passes of an iterative regressor (1-10; default: the number it was trained with)."
+    ),
 ):
     """Reconstruction quality on fresh samples: L1 (known/all pixels), feature distance, attributes."""
     from ..metrics.analyzer import load_analyzer
@@ -207,7 +241,7 @@ def evaluate(
     from ..generators import load_generator
 
     G = load_generator(generator) if generator else reg.load_generator()
-    result = evaluate_regressor(reg, generator=G, n=n, seed=seed, analyzer=an)
+    result = evaluate_regressor(reg, generator=G, n=n, seed=seed, analyzer=an, iterations=iterations)
     text = json.dumps(result, indent=2)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

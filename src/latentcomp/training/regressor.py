@@ -9,6 +9,15 @@ with latent loss 1 - cos(z_hat, z) for a z head, MSE(w_hat, w) (w repeated per l
 w / w+ heads. Adam (lr 1e-4, betas 0.5 / 0.999). Optionally real images from a folder replace a
 fraction of the batch (no latent loss on those rows).
 
+Options that change the model or the batch:
+- `iterative`: an iterative regressor (see regressors/model.py), trained with its passes unrolled: the
+  loss above is taken after every pass and averaged; each pass sees the previous output detached, so no
+  gradient runs across passes (ReStyle's training).
+- `head="pyramid"`: the feature-pyramid w+ head.
+- `collage_fraction`: that share of each batch is automatic collages of 2-4 generator samples
+  (training/collages.py); those rows have no latent loss and their image losses see only their known
+  pixels (MSE over the known pixels; LPIPS of both images with the hidden pixels set to 0).
+
 Reproducibility: the randomness of step k (latents, masks, real-image picks) comes from a
 torch.Generator seeded by (seed, k), drawn for the whole global batch; each process takes its slice.
 So a resumed run equals an uninterrupted one, and N processes with batch B see exactly the data of
@@ -32,7 +41,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -45,7 +54,9 @@ from ..errors import LatentcompError
 from ..masks import MASK_KINDS, MaskSampler
 from ..outputs import check_run_folder
 from ..regressors import Regressor, build_regressor, save_regressor
+from ..regressors.model import HEADS, ITER_STARTS, MAX_ITERATIONS, difference_init
 from .checkpoint import atomic_write_json, capture_rng_state, load_state, restore_rng_state, save_state
+from .collages import COLLAGE_KINDS, collage_rows, make_training_collages, resolve_collage_kind
 
 STATE_FILE = "state.pt"
 STATE_VERSION = 1
@@ -92,6 +103,13 @@ class TrainConfig:
     resume: bool = False
     init: str | None = None  # start from this regressor's weights (fine-tuning, e.g. for a newer G)
     overwrite: bool = False  # start a new run in a folder that holds files (replacing them)
+    head: str = "pool"  # pool | pyramid (w+ only: feature pyramid + one map-to-style head per layer)
+    pyramid_width: int | None = None  # channels of the pyramid (default 128 over small, 256 over resnets)
+    iterative: bool = False  # iterative regression: a refiner sees [x*m, m, G(w_t)*m], adds a residual
+    iter_start: str = "plain"  # plain (the first pass is a plain regressor) | mean (the mean latent)
+    iterations: int = 3  # passes unrolled in training (and the default at inference), iterative only
+    collage_fraction: float = 0.0  # share of each batch made of automatic collages of 2-4 samples
+    collage_masks: str = "auto"  # auto | parts | noise: how the collages' parts are cut
 
     # options that may change when a run is resumed; all others must match the saved run
     RESUMABLE_CHANGES = ("out", "steps", "eval_every", "device", "log_every", "tensorboard", "progress",
@@ -132,6 +150,24 @@ class TrainConfig:
             raise LatentcompError("--real-fraction needs --real DIR (a folder of images)")
         if self.lr <= 0:
             raise LatentcompError(f"--lr must be > 0; got {self.lr}")
+        if self.head not in HEADS:
+            raise LatentcompError(f"unknown --head {self.head!r}; accepted: {', '.join(HEADS)}")
+        if self.iter_start not in ITER_STARTS:
+            raise LatentcompError(
+                f"unknown --iter-start {self.iter_start!r}; accepted: {', '.join(ITER_STARTS)}"
+            )
+        low = 2 if self.iter_start == "plain" else 1  # the plain pass alone would leave the refiner untrained
+        if self.iterative and not low <= self.iterations <= MAX_ITERATIONS:
+            raise LatentcompError(
+                f"--iterations must be from {low} to {MAX_ITERATIONS} for an iterative regressor starting "
+                f"from the {self.iter_start} pass; got {self.iterations}"
+            )
+        if not 0.0 <= self.collage_fraction <= 1.0:
+            raise LatentcompError(f"--collage-fraction must be in [0, 1]; got {self.collage_fraction}")
+        if self.collage_masks not in COLLAGE_KINDS:
+            raise LatentcompError(
+                f"unknown --collage-masks {self.collage_masks!r}; accepted: {', '.join(COLLAGE_KINDS)}"
+            )
 
     def _check_types(self) -> None:
         """Every option of the type its field declares (a resumed run reads them from config.json)."""
@@ -317,6 +353,52 @@ class RealImages:
 
 
 # -- the trainer -------------------------------------------------------------------------------------
+class Batch(NamedTuple):
+    x: torch.Tensor  # (N, C, H, W) inputs: samples, real images or collages
+    m: torch.Tensor  # (N, 1, H, W) known pixels
+    target: torch.Tensor  # (N, ...) latent of each sample (unused where weight is 0)
+    weight: torch.Tensor  # (N,) latent-loss weight: 0 for real images and collages
+    loss_mask: torch.Tensor | None  # (N, 1, H, W) pixels under the image losses; None = all
+
+
+def warm_start_state(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]):
+    """Our state dict filled from a donor's where tensors correspond -> (state, keys left fresh).
+
+    A key takes the donor's tensor of the same name. A refiner trunk key (`refiner.backbone.*`) may take
+    the plain trunk's (`backbone.*`), its first conv widened: the donor's weights on the channels they
+    share ([x * m, m]) and minus its image weights on the new ones (G(w_t) * m; `difference_init`), so
+    the refiner starts as the plain trunk reading the known-pixel error. A pyramid head's base
+    (`head.base.*`) takes a pooled head's weights (`head.*`). Heads of another kind, the refiner's head
+    (which starts at zero) and buffers without a counterpart stay as they are."""
+    state, fresh = {}, []
+    for key, mine in ours.items():
+        cands = [key]
+        if key.startswith("refiner.backbone."):
+            cands.append(key[len("refiner."):])
+        if key.startswith("head.base."):  # a pyramid head's base is the pooled head of a plain regressor
+            cands.append("head." + key[len("head.base."):])
+        for c in cands:
+            t = theirs.get(c)
+            if t is None:
+                continue
+            if t.shape == mine.shape:
+                state[key] = t.to(mine.dtype)
+                break
+            widened = t.dim() == 4 and mine.dim() == 4 and t.shape[1] < mine.shape[1]
+            if widened and t.shape[0] == mine.shape[0] and t.shape[2:] == mine.shape[2:]:
+                wide = torch.zeros_like(mine)
+                wide[:, : t.shape[1]] = t
+                new = mine.shape[1] - t.shape[1]
+                if key.startswith("refiner.") and new <= t.shape[1]:
+                    difference_init(wide, new)  # the current output's channels read the error
+                state[key] = wide
+                break
+        else:
+            state[key] = mine
+            fresh.append(key)
+    return state, fresh
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -361,8 +443,10 @@ class RegressorTrainer:
         # regressor (same init on every rank; DDP also broadcasts rank 0's weights)
         torch.manual_seed(cfg.seed)
         self.E: Regressor = build_regressor(
-            self.G, space=cfg.space, backbone=cfg.backbone, rgbm=not cfg.rgb_only, input_size=cfg.input_size
-        ).to(self.device)
+            self.G, space=cfg.space, backbone=cfg.backbone, rgbm=not cfg.rgb_only, input_size=cfg.input_size,
+            head=cfg.head, pyramid_width=cfg.pyramid_width, iterative=cfg.iterative,
+            iter_start=cfg.iter_start, iterations=cfg.iterations,
+        ).to(self.device)  # fmt: skip
         if cfg.space == "auto":
             cfg.space = self.E.space
         if cfg.backbone == "auto":
@@ -388,8 +472,11 @@ class RegressorTrainer:
 
             self.lpips = load_lpips(cfg.lpips, cfg.lpips_weights, device=self.device)
         self.sampler = MaskSampler(cfg.mask_kind, cfg.unmasked_fraction)
+        self.collage_kind = ""  # "" (no collages), "parts" or "noise"
+        if cfg.collage_fraction > 0:
+            self.collage_kind = resolve_collage_kind(cfg.collage_masks, self.G)
         self.analyzer = None
-        if self.sampler.needs_parts:
+        if self.sampler.needs_parts or self.collage_kind == "parts":
             self.analyzer = self._load_analyzer(cfg.part_analyzer, self.device)
         self.real = RealImages(cfg.real, self.G.resolution, self.G.channels) if cfg.real else None
         self.writer = None
@@ -422,21 +509,44 @@ class RegressorTrainer:
         return load_analyzer(spec, device=str(device))
 
     def _init_from(self, src: str) -> None:
-        """Copy the weights of an existing regressor of the same layout into E (a warm start)."""
+        """Start E from an existing regressor's weights (a warm start).
+
+        Same layout: every tensor is copied. A donor of the same backbone, space and latent shape but another
+        head or without the iterative refiner (e.g. a plain regressor for an iterative or pyramid run): the
+        tensors that have a counterpart are copied (`warm_start_state`) and the rest keep their fresh init;
+        the log names what was left fresh."""
         from ..regressors import load_regressor
 
         donor = load_regressor(src)
         ours, theirs = self.E.state_dict(), donor.state_dict()
-        wrong = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
-        if wrong or set(theirs) - set(ours):
+        exact = set(ours) == set(theirs) and all(theirs[k].shape == ours[k].shape for k in ours)
+        same_layout = (donor.backbone_name, donor.space, tuple(donor.out_shape), donor.rgbm, donor.channels,
+                       donor.input_size) == (self.E.backbone_name, self.E.space, tuple(self.E.out_shape),
+                                             self.E.rgbm, self.E.channels, self.E.input_size)  # fmt: skip
+        if not (exact or same_layout):
             raise LatentcompError(
                 f"--init {src}: its layout ({donor.backbone_name}, space {donor.space}, latent shape "
                 f"{tuple(donor.latent_shape)}) does not match this run's ({self.E.backbone_name}, space "
                 f"{self.E.space}, latent shape {tuple(self.E.latent_shape)})"
             )
-        self.E.load_state_dict(theirs)
+        if exact:
+            self.E.load_state_dict(theirs)
+            if self.dist.is_main:
+                _log(f"initialised from {src}")
+            return
+        state, fresh = warm_start_state(ours, theirs)
+        trunk = [k for k in ours if k.split(".")[0] in ("backbone", "refiner") and ".head." not in k
+                 and not k.startswith("refiner.head")]  # fmt: skip
+        if any(k in fresh for k in trunk):
+            raise LatentcompError(
+                f"--init {src}: its backbone does not fit this run's ({self.E.backbone_name}); nothing to "
+                "warm-start from"
+            )
+        self.E.load_state_dict(state)
         if self.dist.is_main:
-            _log(f"initialised from {src}")
+            groups = sorted({".".join(k.split(".")[:2]) for k in fresh})
+            _log(f"initialised from {src}: {len(ours) - len(fresh)} of {len(ours)} tensors copied; fresh: "
+                 f"{', '.join(groups) or 'none'}")  # fmt: skip
 
     def _load_state(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
@@ -457,8 +567,10 @@ class RegressorTrainer:
         return self.cfg.batch * self.dist.world
 
     # -- data ------------------------------------------------------------------------------------
-    def make_batch(self, g: torch.Generator, n_global: int, rows: slice, real_ok: bool = True):
-        """(x, mask, target latent, latent-loss weight per row) for this process's rows."""
+    def make_batch(self, g: torch.Generator, n_global: int, rows: slice, real_ok: bool = True) -> Batch:
+        """(x, mask, target latent, latent-loss weight per row, image-loss mask or None) for this process's
+        rows. Collage rows (`--collage-fraction`) hold a collage, its known region as the mask, weight 0
+        and their known region as the image-loss mask; without collage rows the image-loss mask is None."""
         G, cfg = self.G, self.cfg
         z = G.sample_latent(n_global, generator=g)[rows].to(self.device)
         n = z.shape[0]
@@ -484,7 +596,22 @@ class RegressorTrainer:
             if self.sampler.needs_parts:
                 partmaps = self.analyzer.predict(x).partmap
         m = self.sampler(n_global, x.shape[-2:], generator=g, partmaps=partmaps, rows=rows).to(self.device)
-        return x, m, target, weight
+        loss_mask = None
+        if self.collage_kind:  # drawn after everything above, so the other rows are those of a run without
+            coll = collage_rows(n_global, cfg.collage_fraction, g)
+            mine = coll.nonzero().flatten()
+            start = rows.start or 0
+            mine = mine[(mine >= start) & (mine < start + n)]
+            collage, known, _ = make_training_collages(G, n_global, mine, g, self.collage_kind, self.analyzer,
+                                                       self.device)  # fmt: skip
+            if mine.numel():
+                local = (mine - start).to(self.device)
+                x, m = x.clone(), m.clone()
+                x[local], m[local] = collage.to(x.dtype), known
+                weight[local] = 0.0
+                loss_mask = torch.ones_like(m)
+                loss_mask[local] = known
+        return Batch(x, m, target, weight, loss_mask)
 
     def _rows(self, n_local: int) -> slice:
         r = self.dist.rank
@@ -492,31 +619,51 @@ class RegressorTrainer:
 
     # -- losses ----------------------------------------------------------------------------------
     def losses(
-        self, model: nn.Module, x, m, target, weight
+        self, model: nn.Module, x, m, target, weight, loss_mask=None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+        """The objective (averaged over the passes of an iterative regressor), its parts, the last output.
+        `loss_mask` (N, 1, H, W) limits the image losses to its pixels (collage rows); None = all pixels."""
         cfg = self.cfg
-        pred = model(x, m)
-        x_hat = self.G(pred, space=self.E.space)
-        parts: dict[str, torch.Tensor] = {"mse": F.mse_loss(x_hat, x)}
-        if self.lpips is not None:
-            parts["lpips"] = self.lpips(x_hat, x).mean()
+        latents, images = model(x, m, trace=True)
+        totals, per_pass = [], []
+        for pred, x_hat in zip(latents, images, strict=True):
+            parts = self._pass_losses(pred, x_hat, x, target, weight, loss_mask)
+            total = cfg.w_mse * parts["mse"] + cfg.w_latent * parts["latent"]
+            if "lpips" in parts:
+                total = total + cfg.w_lpips * parts["lpips"]
+            totals.append(total)
+            per_pass.append(parts)
+        k = len(totals)
+        out = {name: sum(p[name] for p in per_pass) / k for name in per_pass[0]}
+        if k > 1:
+            for i, p in enumerate(per_pass, 1):
+                out[f"mse_pass{i}"] = p["mse"]
+        out["loss"] = sum(totals) / k
+        return out["loss"], out, images[-1]
+
+    def _pass_losses(self, pred, x_hat, x, target, weight, loss_mask) -> dict[str, torch.Tensor]:
+        if loss_mask is None:
+            parts: dict[str, torch.Tensor] = {"mse": F.mse_loss(x_hat, x)}
+            if self.lpips is not None:
+                parts["lpips"] = self.lpips(x_hat, x).mean()
+        else:  # per row: the mean over its loss pixels; LPIPS of both images with the other pixels at 0
+            sq = ((x_hat - x) ** 2 * loss_mask).flatten(1).sum(1)
+            parts = {"mse": (sq / (loss_mask.flatten(1).sum(1).clamp(min=1) * x.shape[1])).mean()}
+            if self.lpips is not None:
+                parts["lpips"] = self.lpips(x_hat * loss_mask, x * loss_mask).mean()
         if self.E.space == "z":
             per = 1.0 - F.cosine_similarity(pred.flatten(1), target.flatten(1), dim=1)
         else:
             per = (pred - target).pow(2).flatten(1).mean(dim=1)
         parts["latent"] = (per * weight).sum() / x.shape[0]
-        total = cfg.w_mse * parts["mse"] + cfg.w_latent * parts["latent"]
-        if "lpips" in parts:
-            total = total + cfg.w_lpips * parts["lpips"]
-        parts["loss"] = total
-        return total, parts, x_hat
+        return parts
 
     def train_step(self) -> dict[str, float]:
         """One optimisation step (step index self.step), then self.step += 1."""
         self.model.train()
         g = step_generator(self.cfg.seed, self.step, STREAM_TRAIN)
-        x, m, target, weight = self.make_batch(g, self.global_batch, self._rows(self.cfg.batch))
-        total, parts, _ = self.losses(self.model, x, m, target, weight)
+        batch = self.make_batch(g, self.global_batch, self._rows(self.cfg.batch))
+        total, parts, _ = self.losses(self.model, *batch)
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         self.opt.step()
@@ -534,8 +681,9 @@ class RegressorTrainer:
         for i, start in enumerate(range(0, cfg.test_size, cfg.batch)):
             n = min(cfg.batch, cfg.test_size - start)
             g = step_generator(cfg.seed, i, STREAM_TEST)
-            x, m, target, weight = self.make_batch(g, n, slice(0, n), real_ok=False)
-            _, parts, x_hat = self.losses(self.E, x, m, target, weight)
+            batch = self.make_batch(g, n, slice(0, n), real_ok=False)
+            x, m = batch.x, batch.m
+            _, parts, x_hat = self.losses(self.E, *batch)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * n
             n_total += n

@@ -22,10 +22,16 @@ GENERATOR_HELP = (
 )
 
 
-def _pipe(model: str, device: str | None, generator: str | None = None):
+ITERATIONS_HELP = (
+    "Passes of an iterative regressor (1-10; default: the number it was trained with); a plain regressor "
+    "makes one."
+)
+
+
+def _pipe(model: str, device: str | None, generator: str | None = None, iterations: int | None = None):
     from ..edit.pipeline import Pipeline
 
-    return Pipeline.from_pretrained(model, device=device, generator=generator)
+    return Pipeline.from_pretrained(model, device=device, generator=generator, iterations=iterations)
 
 
 def split_part(spec: str) -> tuple[Path, Path | None]:
@@ -117,6 +123,7 @@ def compose(
     paste: bool = typer.Option(False, help="Paste the known pixels of the collage back onto the output."),
     save_inputs: bool = typer.Option(False, help="Also write OUT_collage and OUT_mask next to the output."),
     seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed for fine-tuning masks."),
+    iterations: int = typer.Option(None, help=ITERATIONS_HELP),
     device: str = typer.Option(None, help="Torch device, e.g. cpu or cuda [default: cpu]."),
 ):
     """Paste parts of several images into a collage and turn it into one coherent image."""
@@ -132,7 +139,7 @@ def compose(
     ]
     check_not_inputs(outputs, inputs, overwrite)
     _check_output(out)
-    pipe = _pipe(model, device, generator)
+    pipe = _pipe(model, device, generator, iterations)
     imgs, masks = [], []
     for i, (path, mpath) in enumerate(pairs):
         img, m = _load_pair(path, mpath, pipe, f"part {i + 1} image")
@@ -176,6 +183,7 @@ def inpaint(
     regressor_precision: str = typer.Option(
         "fp32", help="Precision of the regressor E: fp32, bf16 or int8 (CPU; faster; G stays fp32)."
     ),
+    iterations: int = typer.Option(None, help=ITERATIONS_HELP),
     device: str = typer.Option(None, help="Torch device [default: cpu]."),
 ):
     """Complete the hidden region of an image (or of every image in a folder); several samples with --n."""
@@ -200,7 +208,7 @@ def inpaint(
             raise LatentcompError(f"--out {out} must be a folder when --image is a folder")
     else:
         _check_output(out)
-    pipe = _pipe(model, device, generator).set_regressor_precision(regressor_precision)
+    pipe = _pipe(model, device, generator, iterations).set_regressor_precision(regressor_precision)
     if compile:
         pipe.compile()
     loaded = []
@@ -246,6 +254,7 @@ def edit(
     refine: int = typer.Option(0, help="Latent refinement steps (0 = off)."),
     paste: bool = typer.Option(False, help="Keep the target's pixels outside the region exactly."),
     save_inputs: bool = typer.Option(False, help="Also write OUT_collage next to the output."),
+    iterations: int = typer.Option(None, help=ITERATIONS_HELP),
     device: str = typer.Option(None, help="Torch device [default: cpu]."),
 ):
     """Edit by example: transfer what the example shows inside the region onto the target."""
@@ -256,7 +265,7 @@ def edit(
     inputs = [("target image", image), ("example image", example), ("region mask", region)]
     check_not_inputs(outputs, inputs, overwrite)
     _check_output(out)
-    pipe = _pipe(model, device, generator)
+    pipe = _pipe(model, device, generator, iterations)
     tgt = io.load_image(image, size=pipe.resolution, channels=pipe.channels, what="target image")
     ex = io.load_image(example, size=pipe.resolution, channels=pipe.channels, what="example image")
     w, h = io.image_size(image)

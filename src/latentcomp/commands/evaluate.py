@@ -48,6 +48,9 @@ def composition(
     generator: str = typer.Option(
         None, help="Generator spec to pair with --model instead of the recorded one (e.g. python:MODULE:FN)."
     ),
+    iterations: int = typer.Option(
+        None, help="Passes of an iterative regressor (1-10; default: the number it was trained with)."
+    ),
 ):
     """Composition accuracy, realism (analyzer confidence, domain FID), known-pixel L1 and time per method."""
     from .. import io
@@ -58,7 +61,7 @@ def composition(
     if not method_list:
         raise LatentcompError("--methods is empty; give e.g. regressor,poisson")
     out_dir = io.ensure_dir(out)
-    pipe = Pipeline.from_pretrained(model, device=device, generator=generator)
+    pipe = Pipeline.from_pretrained(model, device=device, generator=generator, iterations=iterations)
     res = evaluate_composition(
         pipe,
         n=n,

@@ -136,7 +136,7 @@ def evaluate_composition(
         if "regressor" in methods or "regressor+refine" in methods or "optimisation" in methods:
             t0 = time.perf_counter()
             with torch.no_grad():
-                latent = E(collage, known)
+                latent = pipe.run_regressor(collage, known)  # honours the pipeline's iterations
                 reg_out = G(latent, space=space).clamp(-1, 1)
             dt = time.perf_counter() - t0
             reg_l1 = masked_l1(reg_out, collage, known)
@@ -268,6 +268,7 @@ def evaluate_composition(
             "analyzer": str(analyzer) if isinstance(analyzer, str) else "custom",
             "threads": torch.get_num_threads(),
             "device": str(pipe.device),
+            "regressor_passes": pipe.iterations or getattr(E, "iterations", 1),
         },
         "methods": res_methods,
         "reference": ref,

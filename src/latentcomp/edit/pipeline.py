@@ -82,7 +82,11 @@ class InpaintResult:
 class Pipeline:
     """A frozen generator G and a regressor E trained for it."""
 
-    def __init__(self, generator, regressor, device: str | torch.device | None = None):
+    def __init__(
+        self, generator, regressor, device: str | torch.device | None = None, iterations: int | None = None
+    ):
+        """`iterations`: passes of an iterative regressor (1-10; None = the number it was trained with);
+        a plain regressor takes only 1 (or None)."""
         G, E = generator, regressor
         for name in ("space", "resolution", "channels"):
             if not hasattr(E, name):
@@ -102,6 +106,10 @@ class Pipeline:
         self.regressor = E.to(self.device).eval()
         for p in self.regressor.parameters():
             p.requires_grad_(False)
+        if hasattr(E, "bind_generator"):
+            E.bind_generator(self.generator)  # an iterative regressor calls G between its passes
+        self.iterations: int | None = None
+        self.set_iterations(iterations)
         self._mean_latent: torch.Tensor | None = None
         self.source = getattr(E, "source", "")
         self.compiled = False
@@ -117,6 +125,7 @@ class Pipeline:
         device: str | torch.device | None = None,
         generator=None,
         trust_code: bool = False,
+        iterations: int | None = None,
     ) -> Pipeline:
         """Load by name: toyfaces | toyfaces-stylegan2 | toyfaces-gansformer | builtin:NAME | a regressor run
         folder or file.
@@ -145,7 +154,7 @@ class Pipeline:
             G = load_generator(generator)  # named by the caller, not by the model file
         else:
             G = generator
-        pipe = cls(G, E, device=device)
+        pipe = cls(G, E, device=device, iterations=iterations)
         pipe.source = str(name)
         return pipe
 
@@ -198,6 +207,12 @@ class Pipeline:
             raise LatentcompError(
                 f"unknown regressor precision {precision!r}; accepted: {', '.join(REGRESSOR_PRECISIONS)}"
             )
+        if precision == "int8" and (getattr(self.regressor, "iterative", False)
+                                    or getattr(self.regressor, "head_kind", "pool") != "pool"):  # fmt: skip
+            raise LatentcompError(
+                "regressor precision int8 quantizes plain regressors with the pooled head only; this one is "
+                "iterative or has the pyramid head (use fp32 or bf16)"
+            )
         self.int8_regressor = self._quantized_regressor(calibration) if precision == "int8" else None
         self.regressor_precision = precision
         return self
@@ -234,6 +249,35 @@ class Pipeline:
     def describe(self) -> str:
         return f"{self.generator.describe()}; regressor space {self.space}"
 
+    @property
+    def iterative(self) -> bool:
+        return bool(getattr(self.regressor, "iterative", False))
+
+    def set_iterations(self, iterations: int | None) -> Pipeline:
+        """Passes of an iterative regressor for the calls that follow (None = its recorded default); returns
+        self. A plain regressor accepts only 1 or None."""
+        check = getattr(self.regressor, "check_iterations", None)
+        if iterations is not None:
+            if check is not None:
+                check(iterations)
+            elif iterations != 1:
+                raise LatentcompError(f"iterations {iterations}: this regressor makes one pass only")
+        self.iterations = iterations
+        return self
+
+    @contextlib.contextmanager
+    def iterations_scope(self, iterations: int | None):
+        """`iterations` for the calls inside the block (None: the pipeline's setting)."""
+        if iterations is None:
+            yield
+            return
+        old = self.iterations
+        self.set_iterations(iterations)
+        try:
+            yield
+        finally:
+            self.iterations = old
+
     def _images(self, x, name="image") -> torch.Tensor:
         return as_image_batch(x, name, self.channels, self.resolution).to(self.device)
 
@@ -268,11 +312,12 @@ class Pipeline:
         E = self.regressor if regressor is None else regressor
         if E is self.regressor and self.int8_regressor is not None and not torch.is_grad_enabled():
             return self.int8_regressor(x, m)
+        kw = {"iterations": self.iterations} if getattr(E, "iterative", False) else {}
         with self.inference_context():
             if self.regressor_precision == "bf16":
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    return E(x, m).float()
-            return E(x, m)
+                    return E(x, m, **kw).float()
+            return E(x, m, **kw)
 
     @torch.no_grad()
     def generate(self, latent: torch.Tensor) -> torch.Tensor:
@@ -305,10 +350,16 @@ class Pipeline:
         finetune: int = 0,
         paste: bool = False,
         seed: int = 0,
+        iterations: int | None = None,
     ) -> ComposeResult:
         """Paste parts in order (later on top; a part without a mask contributes its whole image), regress
         the collage with its known region, generate. Options: `refine` steps of latent optimisation,
-        `finetune` steps of per-input regressor tuning first, `paste` the known pixels back."""
+        `finetune` steps of per-input regressor tuning first, `paste` the known pixels back, `iterations`
+        passes of an iterative regressor."""
+        with self.iterations_scope(iterations):
+            return self._compose(images, masks, refine, refine_method, refine_lr, finetune, paste, seed)
+
+    def _compose(self, images, masks, refine, refine_method, refine_lr, finetune, paste, seed):
         t0 = time.perf_counter()
         if isinstance(images, torch.Tensor):
             images = [images]
@@ -361,14 +412,20 @@ class Pipeline:
         method: str = "auto",
         paste: bool = False,
         refine: int = 0,
+        iterations: int | None = None,
     ) -> InpaintResult:
         """n completions of the hidden region (mask 0) that keep the known region (mask 1).
 
         Completion 0 is the regressor's own answer; the others come from `method`: "fill" (hidden region
         filled with a random sample of G, then regressed as a whole), "style" (w+ only: fine-layer styles
         resampled, then re-projected) or "auto" (see multimodal.py). Diversity = mean pairwise L1 inside
-        the hidden region; known_error = L1 on the known pixels.
+        the hidden region; known_error = L1 on the known pixels. `iterations`: passes of an iterative
+        regressor.
         """
+        with self.iterations_scope(iterations):
+            return self._inpaint(image, mask, n, seed, method, paste, refine)
+
+    def _inpaint(self, image, mask, n, seed, method, paste, refine) -> InpaintResult:
         t0 = time.perf_counter()
         if n < 1:
             raise LatentcompError(f"n must be at least 1; got {n}")
@@ -408,10 +465,15 @@ class Pipeline:
         refine: int = 0,
         paste: bool = False,
         seed: int = 0,
+        iterations: int | None = None,
     ) -> ComposeResult:
         """Edit by example: the collage is `target` outside `region` and `example` inside (region = 1
         where the example's content is wanted, e.g. its glasses or mouth); regress it whole, generate.
         `paste` keeps the target's pixels outside the region exactly."""
+        with self.iterations_scope(iterations):
+            return self._edit(target, example, region, refine, paste, seed)
+
+    def _edit(self, target, example, region, refine, paste, seed) -> ComposeResult:
         t0 = time.perf_counter()
         tgt = self._images(target, "target")
         ex = self._images(example, "example")
@@ -479,7 +541,7 @@ class Pipeline:
         x = self._images(x)
         m = self._mask(mask, x)
         E2 = finetune_regressor(self.generator, self.regressor, x * m, m, steps=steps, lr=lr, seed=seed)
-        pipe = Pipeline(self.generator, E2, device=self.device)
+        pipe = Pipeline(self.generator, E2, device=self.device, iterations=self.iterations)
         pipe.source = self.source
         return pipe.set_regressor_precision(self.regressor_precision)
 

@@ -99,6 +99,8 @@ class ModelInfo(BaseModel):
     generator: str
     refine_default: int
     limits: dict[str, int]
+    iterative: bool = Field(False, description="The regressor is iterative: `iterations` sets its passes.")
+    iterations_default: int = Field(1, description="Passes the regressor makes when a request names none.")
 
 
 class Sample(BaseModel):
@@ -132,6 +134,9 @@ class ComposeRequest(BaseModel):
     )
     refine: int = Field(0, ge=0, description="Latent refinement steps after the regressor (0 = off).")
     paste: bool = Field(False, description="Paste the known pixels back onto the output.")
+    iterations: int | None = Field(
+        None, ge=1, le=10, description="Passes of an iterative regressor (default: its own); plain ones: 1."
+    )
 
 
 class ComposeResponse(BaseModel):
@@ -149,6 +154,7 @@ class CompleteRequest(BaseModel):
     n: int = Field(4, ge=1, description="Number of completions.")
     seed: int = Field(0, ge=0, le=MAX_SEED)
     refine: int = Field(0, ge=0)
+    iterations: int | None = Field(None, ge=1, le=10, description="Passes of an iterative regressor.")
 
 
 class CompleteResponse(BaseModel):
@@ -209,23 +215,28 @@ class _ComposeJob:
     mask: torch.Tensor  # (1, 1, H, W)
     refine: int
     paste: bool
+    iterations: int | None = None
 
 
 def _handlers(pipe) -> dict[str, Any]:
+    def iters(n):  # only passed when asked for, so pipelines without the option keep working
+        return {} if n is None else {"iterations": n}
+
     def compose(jobs: list[_ComposeJob]):
         if len(jobs) == 1:
             j = jobs[0]
-            res = pipe.compose([j.collage], [j.mask], refine=j.refine, paste=j.paste)
-        else:  # same batch key: refine 0, same paste flag
+            res = pipe.compose([j.collage], [j.mask], refine=j.refine, paste=j.paste, **iters(j.iterations))
+        else:  # same batch key: refine 0, same paste flag, same iterations
             x = torch.cat([j.collage for j in jobs])
             m = torch.cat([j.mask for j in jobs])
-            res = pipe.compose([x], [m], paste=jobs[0].paste)
+            res = pipe.compose([x], [m], paste=jobs[0].paste, **iters(jobs[0].iterations))
         return [(res.image[i], float(res.known_error[i]), res.seconds) for i in range(len(jobs))]
 
     def complete(jobs: list[dict]):
         out = []
         for j in jobs:
-            r = pipe.inpaint(j["collage"], j["mask"], n=j["n"], seed=j["seed"], refine=j["refine"])
+            r = pipe.inpaint(j["collage"], j["mask"], n=j["n"], seed=j["seed"], refine=j["refine"],
+                             **iters(j.get("iterations")))  # fmt: skip
             div = float(r.diversity[0])
             out.append((r.images[0], [float(e) for e in r.known_error[0]], None if div != div else div,
                         r.method, r.seconds))  # fmt: skip
@@ -454,6 +465,9 @@ def create_app(
             latent_spaces=[str(s) for s in getattr(G, "latent_spaces", ("z",))],
             generator=str(describe()) if callable(describe) else type(G).__name__,
             refine_default=min(refine_default, limits.max_refine), limits=asdict(limits),
+            iterative=bool(getattr(pipe, "iterative", False)),
+            iterations_default=int(getattr(pipe, "iterations", None)
+                                   or getattr(getattr(pipe, "regressor", None), "iterations", 1) or 1),
         )  # fmt: skip
 
     @app.get("/api/samples", response_model=SamplesResponse, responses=ERRORS, tags=["images"])
@@ -487,8 +501,9 @@ def create_app(
         """Collage + mask -> one coherent image, G(E(collage, mask)) (+ `refine` optimisation steps)."""
         check_refine(req.refine)
         x, m = await decode(req.collage, req.mask)
-        job = _ComposeJob(x, m, req.refine, req.paste)
-        (img, err, secs), batch = await infer("compose", job, None if req.refine else ("paste", req.paste))
+        job = _ComposeJob(x, m, req.refine, req.paste, req.iterations)
+        key = None if req.refine else ("paste", req.paste, req.iterations)
+        (img, err, secs), batch = await infer("compose", job, key)
         png = encode_png(img) if res <= 256 else await run_in_threadpool(encode_png, img)  # big: off the loop
         return ComposeResponse(image=png, known_fraction=float(m.mean()), known_error=err,
                                refine=req.refine, seconds=secs, batch=batch)  # fmt: skip
@@ -500,7 +515,8 @@ def create_app(
         if req.n > limits.max_complete:
             raise ApiError(422, f"n: at most {limits.max_complete} completions per request; got {req.n}")
         x, m = await decode(req.collage, req.mask)
-        job = {"collage": x, "mask": m, "n": req.n, "seed": req.seed, "refine": req.refine}
+        job = {"collage": x, "mask": m, "n": req.n, "seed": req.seed, "refine": req.refine,
+               "iterations": req.iterations}  # fmt: skip
         (imgs, errs, div, method, secs), _ = await infer("complete", job)
         pngs = await run_in_threadpool(lambda: [encode_png(im) for im in imgs])
         return CompleteResponse(images=pngs, known_error=errs, diversity=div, method=method, seconds=secs)

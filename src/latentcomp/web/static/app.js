@@ -369,6 +369,17 @@
     return Math.min(max, Math.max(1, Math.round(Number($("refine-steps").value) || 1)));
   }
 
+  // passes of an iterative regressor; null (not sent) for a plain one
+  function iterations() {
+    if (!state.model || !state.model.iterative) return null;
+    return Math.min(10, Math.max(1, Math.round(Number($("iterations").value) || 1)));
+  }
+
+  function withIterations(body) {
+    const k = iterations();
+    return k == null ? body : { ...body, iterations: k };
+  }
+
   function requestUpdate() {
     state.dirty = true;
     updateCli();
@@ -402,7 +413,7 @@
     $("output").classList.add("stale");
     const t0 = performance.now();
     try {
-      const r = await api("/api/compose", { collage, mask, refine, paste: $("paste-toggle").checked });
+      const r = await api("/api/compose", withIterations({ collage, mask, refine, paste: $("paste-toggle").checked }));
       const out = $("output");
       out.src = pngUrl(r.image);
       out.hidden = false;
@@ -438,7 +449,7 @@
     try {
       const n = Number($("complete-n").value);
       const seed = state.completeSeed++;
-      const r = await api("/api/complete", { collage, mask, n, seed, refine: refineSteps() });
+      const r = await api("/api/complete", withIterations({ collage, mask, n, seed, refine: refineSteps() }));
       const box = $("completions");
       box.replaceChildren();
       r.images.forEach((b64, k) => {
@@ -464,6 +475,8 @@
     const steps = refineSteps();
     if (steps) cmd += ` --refine ${steps}`;
     if ($("paste-toggle").checked) cmd += " --paste";
+    const k = iterations();
+    if (k != null && k !== state.model.iterations_default) cmd += ` --iterations ${k}`;
     $("cli-command").textContent = cmd;
   }
 
@@ -531,6 +544,7 @@
     $("refine-toggle").addEventListener("change", requestUpdate);
     $("refine-steps").addEventListener("change", () => $("refine-toggle").checked && requestUpdate());
     $("paste-toggle").addEventListener("change", requestUpdate);
+    $("iterations").addEventListener("change", requestUpdate);
     $("complete").addEventListener("click", complete);
     $("output").addEventListener("click", () => {
       const src = $("output").src;
@@ -572,7 +586,10 @@
     setSize(Math.max(2, Math.round(m.resolution / 8)));
     $("refine-steps").value = String(m.refine_default || 20);
     $("refine-steps").max = String(state.limits.max_refine ?? 200);
-    $("model-info").textContent = `${m.name} · ${m.resolution}×${m.resolution} · ${m.channels} channel${m.channels > 1 ? "s" : ""} · latent ${m.space}`;
+    $("iterations-control").hidden = !m.iterative;
+    $("iterations").value = String(m.iterations_default || 1);
+    $("model-info").textContent = `${m.name} · ${m.resolution}×${m.resolution} · ${m.channels} channel${m.channels > 1 ? "s" : ""} · latent ${m.space}` +
+      (m.iterative ? ` · iterative regressor (${m.iterations_default} passes)` : "");
     document.title = `latentcomp · ${m.name}`;
     redraw();
     updateCli();

@@ -276,6 +276,7 @@ def run(
     eager_variant: bool = True,
     freeze_variant: bool = False,
     int8_variant: bool = False,
+    iterations: int | None = None,
 ) -> dict:
     """Eager, then (unless quick or disabled) the same pipeline compiled (`Pipeline.compile(freeze=False)`),
     then (if asked) compiled with its no-grad graphs frozen (E + G only), then (if asked) with E as an int8
@@ -294,6 +295,7 @@ def run(
         n = min(n, 16)
         refine_steps = refine_steps[:1]
     pipe, note = load_pipeline(model, quick)
+    pipe.set_iterations(iterations)  # passes of an iterative regressor (None: its default)
     if note:
         print(f"note: {note}", file=sys.stderr)
     x, m = targets(pipe, n)
@@ -330,6 +332,7 @@ def run(
         variants["compile + bf16 E" if pipe.compiled else "bf16 E"] = variant()
     return {
         "model": model,
+        "regressor_passes": pipe.iterations or getattr(pipe.regressor, "iterations", 1),
         "note": note,
         "n": n,
         "batch_sizes": chunks,
@@ -455,6 +458,7 @@ def main() -> None:
         help="comma-separated batch sizes to try for each method, besides all --n inputs at once",
     )
     ap.add_argument("--opt-lr", type=float, default=None, help="Adam lr of optimisation only (default 0.05)")
+    ap.add_argument("--iterations", type=int, default=None, help="passes of an iterative regressor")
     args = ap.parse_args()
     try:
         batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
@@ -481,6 +485,7 @@ def main() -> None:
         eager_variant=not args.no_eager,
         freeze_variant=args.freeze,
         int8_variant=args.int8,
+        iterations=args.iterations,
     )
     common.log(f"optimisation-only Adam lr {res['optimisation_lr']}")
     common.print_table("regressor vs optimisation", *table(res))

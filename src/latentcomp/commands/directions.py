@@ -93,8 +93,8 @@ def compute(
     condition: list[str] = typer.Option(
         None,
         help="Supervised: also write NAME_cond directions with these "
-        "directions projected out (repeatable target names, or 'all' = each "
-        "target conditioned on all the others).",
+        "directions projected out (repeatable ATTR=VALUE names, or 'all' = each "
+        "target conditioned on every other attribute).",
     ),
     analyzer: str = typer.Option("builtin:toyfaces-analyzer", help=ANALYZER_HELP),
     boundary: str = typer.Option("svm", help="Supervised boundary: svm (LinearSVC) or logreg."),
@@ -140,7 +140,15 @@ def compute(
         )
         if condition:
             conds = None if list(condition) == ["all"] else list(condition)
-            dirs = dirs + nav.conditional_set(dirs, samples.latents, conds)
+            fit = dict(method=boundary, C=c, generator=G.spec, layers=lay, seed=seed)
+            pool = nav.condition_pool(samples, an.attribute_values, dirs, conds, **fit)
+            cond = nav.conditional_set(dirs, samples.latents, conds, pool=pool)
+            if not cond:
+                raise LatentcompError(
+                    f"--condition {' '.join(condition)} leaves no other direction to condition "
+                    f"{', '.join(d.name for d in dirs)} on; name another ATTR=VALUE or use 'all'"
+                )
+            dirs = dirs + cond
         info.update(analyzer=analyzer, samples=n or 1000, boundary=boundary, C=c)
     else:
         raise LatentcompError(f"unknown --method {method!r}; accepted: pca, sefa, supervised")
@@ -161,11 +169,17 @@ def compute(
 
 
 @directions_app.command("list")
-def list_(folder: Path = typer.Argument(Path("directions"), help="Directions folder.")):
+def list_(
+    folder: Path = typer.Argument(
+        None, help="Directions folder (default: ./directions if it exists, and the bundled sets)."
+    ),
+):
     """List the direction sets of a folder and the directions in each."""
-    from ..navigate import list_directions
+    from ..navigate import bundled_directions, list_directions
 
-    sets = list_directions(folder)
+    sets = list_directions(folder or Path("directions")) if folder or Path("directions").is_dir() else {}
+    if folder is None:
+        sets.update({f"{k} (bundled)": v for k, v in bundled_directions().items()})
     if not sets:
         print(f"no direction sets in {folder}")
         return
@@ -275,8 +289,12 @@ def navigate(
     part: list[str] = typer.Option(
         None, help="IMAGE[:MASK], repeatable: compose a collage first, then move."
     ),
-    direction: str = typer.Option(..., help="NAME, SET:NAME or FILE.safetensors:NAME (see directions list)."),
-    directions: Path = typer.Option(Path("directions"), help="Directions folder to look NAME up in."),
+    direction: str = typer.Option(
+        ..., help="NAME, SET:NAME or FILE.safetensors:NAME (see directions list); ATTR for ATTR=VALUE."
+    ),
+    directions: Path = typer.Option(
+        None, help="Directions folder to look NAME up in (default: ./directions, then the bundled sets)."
+    ),
     strength: float = typer.Option(3.0, help="Strength in std of the latents along the direction."),
     strip: str = typer.Option(
         None, help="Strengths for a strip, e.g. -3,-1.5,0,1.5,3 (OUT is then the strip)."
@@ -299,7 +317,9 @@ def navigate(
     if part and mask is not None:
         raise LatentcompError("--mask goes with --image; give each part its mask as --part IMG:MASK")
     pipe = _pipeline(model, device)
-    d = find_direction(direction, directions, generator=pipe.generator.spec)
+    if directions is not None and not directions.is_dir():
+        raise LatentcompError(f"--directions {directions} is not a folder")
+    d = find_direction(direction, directions or Path("directions"), generator=pipe.generator.spec)
     specs = [(image, mask)] if image is not None else [_split_part(p) for p in part]
     imgs, masks = [], []
     for i, (ip, mp) in enumerate(specs):

@@ -6,6 +6,7 @@ from .directions import (
     Direction,
     LabelledSamples,
     attribute_directions,
+    condition_pool,
     conditional_direction,
     conditional_set,
     conditioned,
@@ -21,7 +22,7 @@ from .directions import (
     supervised_direction,
 )
 from .edit import NavigateResult, edit_strip, move, navigate, parse_strengths, strip_grid
-from .store import find_direction, list_directions, load_directions, save_directions
+from .store import bundled_directions, find_direction, list_directions, load_directions, save_directions
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -29,7 +30,9 @@ __all__ = [
     "LabelledSamples",
     "NavigateResult",
     "attribute_directions",
+    "bundled_directions",
     "conditional_direction",
+    "condition_pool",
     "conditional_set",
     "conditioned",
     "default_space",

@@ -9,6 +9,7 @@ regressor: invert (optionally refine), move, generate.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,15 +64,22 @@ def move(
         raise LatentcompError(
             f"direction {direction.name!r} lives in {direction.space} but the generator has no w space"
         )
-    if direction.dim != int(G.w_dim):
-        raise LatentcompError(f"direction {direction.name!r} has {direction.dim} entries; w has {G.w_dim}")
+    wshape = tuple(G.space_shape("w"))  # (D,), or (k, D) for a latent of k components (GANsformer)
+    if direction.dim != math.prod(wshape):
+        raise LatentcompError(
+            f"direction {direction.name!r} has {direction.dim} entries; w has {math.prod(wshape)}"
+        )
     if space == "z":
         with torch.no_grad():
             latent = G.mapping(latent)
         space = "w"
-    step = _step(G, direction, strength, units)
+    step = _step(G, direction, strength, units).reshape(wshape)
     if rows is None:
+        if space == "w+" and len(wshape) > 1:
+            step = step.unsqueeze(-2)  # (k, 1, D): every row of every component
         return latent + step, space  # w: (N, D) + (D,); w+: (N, L, D) + (D,) moves every row
+    if len(wshape) > 1:
+        raise LatentcompError("layers apply to w+ of one w vector per image (StyleGAN), not to components")
     wp = G.to_wplus(latent, space).clone()
     if rows[-1] >= wp.shape[1]:
         raise LatentcompError(f"layers {format_layers(rows)} out of range; w+ has rows 0-{wp.shape[1] - 1}")

@@ -161,7 +161,7 @@ def inpaint(
         if m is not None and bool((m == 1).all()):
             io.print_notice(f"mask {mask_path} keeps every pixel; the output is a reconstruction")
         loaded.append((img_path, img, m))
-    written, divs, errs = 0, [], []
+    written, divs, errs, gan_errs = 0, [], [], []
     for start in range(0, len(loaded), max(1, batch)):
         chunk = loaded[start : start + batch]
         x = torch.cat([c[1] for c in chunk])
@@ -177,9 +177,12 @@ def inpaint(
                 io.save_image(res.images[i, k], target)
                 written += 1
         divs += [float(v) for v in res.diversity]
-        errs += [float(v) for v in res.known_error.mean(1)]
+        errs += [float(v) for v in res.output_known_error.mean(1)]
+        gan_errs += [float(v) for v in res.known_error.mean(1)]
     where = out if folder_mode or n == 1 else f"{_side(out, 'k0')} ... {_side(out, f'k{n - 1}').name}"
     msg = f"wrote {written} image(s) to {where}: known-pixel L1 {sum(errs) / len(errs):.4f}"
+    if paste:
+        msg += f" (pasted; the generator's output before pasting: {sum(gan_errs) / len(gan_errs):.4f})"
     if n > 1:
         msg += f", diversity (pairwise L1 in the hidden region) {sum(divs) / len(divs):.4f}"
     print(msg)

@@ -40,6 +40,20 @@ MODEL_ALIASES = {
     "builtin:toyfaces-gansformer": "toyfaces-gansformer",
 }
 REGRESSOR_PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def model_generator_spec(name: str, trust_code: bool = False) -> str:
+    """The generator spec of a model (a bundled name such as toyfaces, builtin:NAME, or a regressor run
+    folder / file): what its regressor records. A recorded `python:` spec is refused unless `trust_code`."""
+    from ..regressors import load_regressor
+    from ..regressors.model import check_recorded_spec
+
+    name = MODEL_ALIASES.get(str(name), str(name))
+    E = load_regressor(PRETRAINED.get(name, name))
+    if not E.generator_spec:
+        raise LatentcompError(f"model {name} records no generator spec; pass --generator SPEC")
+    check_recorded_spec(E.generator_spec, trust_code, str(name))
+    return E.generator_spec
 INT8_CALIBRATION_SEED = 0
 
 
@@ -64,7 +78,7 @@ class InpaintResult:
     latents: torch.Tensor  # (N, K, ...)
     input: torch.Tensor  # (N, C, H, W) image with hidden pixels 0
     mask: torch.Tensor  # (N, 1, H, W)
-    known_error: torch.Tensor  # (N, K) masked L1 on known pixels (fidelity; lower is better)
+    known_error: torch.Tensor  # (N, K) masked L1 on known pixels of G's output (fidelity; lower is better)
     diversity: torch.Tensor  # (N,) mean pairwise L1 inside the hidden region (NaN for K = 1)
     method: str
     seconds: float
@@ -76,6 +90,15 @@ class InpaintResult:
     @property
     def fidelity(self) -> torch.Tensor:
         return self.known_error
+
+    @property
+    def output_known_error(self) -> torch.Tensor:
+        """(N, K) masked L1 on the known pixels of `images` as returned: equal to `known_error`, or 0 where
+        the known pixels were pasted back (`paste=True`)."""
+        n, k = self.images.shape[:2]
+        x = self.input.unsqueeze(1).expand_as(self.images).flatten(0, 1)
+        m = self.mask.unsqueeze(1).expand(n, k, *self.mask.shape[1:]).flatten(0, 1)
+        return masked_l1(self.images.flatten(0, 1), x, m).view(n, k)
 
 
 class Pipeline:
@@ -117,7 +140,7 @@ class Pipeline:
         trust_code: bool = False,
     ) -> Pipeline:
         """Load by name: toyfaces | toyfaces-stylegan2 | toyfaces-gansformer | builtin:NAME | a regressor run
-        folder or file.
+        folder, a folder written by `save_pretrained`, or a regressor .safetensors file.
 
         The generator is the one the regressor records, unless `generator` (a spec such as
         `python:my_pkg.gen:build`, or a loaded Generator) names it. A recorded `python:` spec would run
@@ -145,6 +168,31 @@ class Pipeline:
         pipe = cls(G, E, device=device)
         pipe.source = str(name)
         return pipe
+
+    def save_pretrained(self, folder, generator_spec: str | None = None, half: bool = False):
+        """Write this pipeline as a folder that `from_pretrained(folder)` and every command's `--model
+        FOLDER` load: FOLDER/regressor.safetensors (E's weights) + FOLDER/regressor.json (its config, with
+        the generator's spec). Returns the folder.
+
+        The generator is recorded by its spec (`builtin:NAME`, `stylegan2:PATH`, ...; `generator_spec`
+        overrides it), not copied: a path in it is used as written, and a `python:` spec is refused at load
+        unless the user names the generator again (see `from_pretrained`). `half` stores float16 weights."""
+        from pathlib import Path
+
+        from ..regressors.io import SAVED_WEIGHT_FILE, save_regressor
+
+        spec = generator_spec or getattr(self.generator, "spec", "") or ""
+        if not spec:
+            raise LatentcompError(
+                "this pipeline's generator has no spec (it was built in Python); pass save_pretrained("
+                "folder, generator_spec=...) naming how to load it, e.g. python:my_gen.py:build"
+            )
+        folder = Path(folder).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise LatentcompError(f"{folder} exists and is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        save_regressor(self.regressor, folder / SAVED_WEIGHT_FILE, extra={"generator_spec": spec}, half=half)
+        return folder
 
     def compile(self, freeze: bool = False, **options) -> Pipeline:
         """Compile the forward passes of G and E with `torch.compile` (in place; returns self).

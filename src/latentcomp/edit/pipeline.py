@@ -102,7 +102,16 @@ class InpaintResult:
 
 
 class Pipeline:
-    """A frozen generator G and a regressor E trained for it."""
+    """A frozen generator G and a regressor E trained for it: every application in one object.
+
+        pipe = Pipeline.from_pretrained("toyfaces-stylegan2")   # or a run folder, a saved folder
+        res = pipe.compose([a, b], [None, mask_b])               # collage -> res.image
+        res = pipe.inpaint(img, mask, n=4)                       # res.images: 4 completions
+        res = pipe.edit(target, example, region)                 # edit by example
+
+    Images are float32 (N, C, H, W) in [-1, 1] (a single (C, H, W) is a batch of one); masks (N, 1, H, W)
+    in {0, 1}, 1 = known. Results come back on the CPU. Bad inputs raise `LatentcompError`.
+    `Pipeline(generator, regressor, device)` pairs any generator with a regressor trained for it."""
 
     def __init__(self, generator, regressor, device: str | torch.device | None = None):
         G, E = generator, regressor

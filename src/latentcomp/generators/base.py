@@ -14,6 +14,18 @@ from ..errors import LatentcompError
 
 
 class Generator(nn.Module):
+    """A frozen generator: `G(latent, space="z")` -> float32 images (N, C, H, W) in [-1, 1].
+
+    Every loader returns one (`load_generator(spec)`), so regressors, the Pipeline, probes and navigation
+    work with all of them. Attributes: `latent_shape`, `resolution`, `channels`, `latent_spaces`,
+    `num_ws` and `w_dim` (where a w space exists), `prior`, `spec`. Methods: `sample_latent(n, generator)`
+    draws from the prior; `mapping(z)` and `to_wplus(latent, space)` where a w space exists;
+    `space_shape(space)` is the shape of one latent of a space; `features(latent, layer)` and
+    `feature_layers()` give intermediate activations for probing. Weights are frozen (eval mode, no
+    gradients); gradients reach the latent. A subclass implements `synthesize(latent, space)` (and
+    `mapping` where it has a w space) and calls `freeze()` when built.
+    """
+
     #: shape of one z vector, e.g. (512,)
     latent_shape: tuple[int, ...] = ()
     resolution: int = 0

@@ -124,7 +124,12 @@ def _read_config(weights: Path, metadata: dict[str, str] | None) -> dict[str, An
 def load_regressor(
     src: str | Path, device: str | torch.device | None = None, eval_mode: bool = True
 ) -> Regressor:
-    """Load a regressor from a run folder, a .safetensors file or `builtin:NAME` (see module doc)."""
+    """Load a regressor: a training run folder (`best.safetensors`, else `last.safetensors`), a folder
+    written by `Pipeline.save_pretrained` (`regressor.safetensors`), a `.safetensors` file (config from the
+    `.json` beside it, `config.json`, or the file's metadata) or `builtin:NAME` (a bundled regressor).
+
+    The regressor records its generator's spec (`reg.generator_spec`, `reg.load_generator()`). A file that
+    is missing, unreadable or does not match its config raises `LatentcompError` naming the file."""
     from safetensors import safe_open
 
     weights = resolve_regressor_file(src)

@@ -14,6 +14,12 @@ MODEL_HELP = (
     ".safetensors file."
 )
 
+REFINE_METHOD_HELP = (
+    "Refinement optimiser: adam, lbfgs, or in-domain (Adam that also keeps the latent where the regressor "
+    "maps its own image, ||l - E(G(l))||; Zhu et al. 2020)."
+)
+DOMAIN_WEIGHT_HELP = "Weight of the in-domain term ||l - E(G(l))||^2 (--refine-method in-domain only)."
+
 GENERATOR_HELP = (
     "Generator spec to pair with --model instead of the one the model file records (needed for a "
     "python:MODULE:FUNCTION generator, which a model file may not choose by itself)."
@@ -45,6 +51,16 @@ def _check_output(out: Path) -> None:
         raise LatentcompError(f"--out {out} must end in one of {', '.join(IMAGE_SUFFIXES)}")
     if out.is_dir():
         raise LatentcompError(f"--out {out} is a folder; give a file name such as {out / 'out.png'}")
+
+
+def _check_refine(method: str, domain_weight: float) -> None:
+    """Refuse a bad --refine-method / --domain-weight before any model loads."""
+    from ..edit.refine import OptimConfig
+
+    try:
+        OptimConfig(method=method, domain_weight=domain_weight).check()
+    except LatentcompError as e:
+        raise LatentcompError(f"--refine-method / --domain-weight: {e}") from None
 
 
 def _side(out: Path, tag: str) -> Path:
@@ -83,7 +99,8 @@ def compose(
     ),
     out: Path = typer.Option(..., help="Output image (.png, .jpg, .webp)."),
     refine: int = typer.Option(0, help="Latent refinement steps after the regressor (0 = off)."),
-    refine_method: str = typer.Option("adam", help="Refinement optimiser: adam or lbfgs."),
+    refine_method: str = typer.Option("adam", help=REFINE_METHOD_HELP),
+    domain_weight: float = typer.Option(0.5, help=DOMAIN_WEIGHT_HELP),
     finetune: int = typer.Option(0, help="Per-input regressor fine-tuning steps first (0 = off)."),
     paste: bool = typer.Option(False, help="Paste the known pixels of the collage back onto the output."),
     save_inputs: bool = typer.Option(False, help="Also write OUT_collage and OUT_mask next to the output."),
@@ -94,6 +111,7 @@ def compose(
     from .. import io
 
     _check_output(out)
+    _check_refine(refine_method, domain_weight)
     pipe = _pipe(model, device, generator)
     imgs, masks = [], []
     for i, spec in enumerate(part):
@@ -102,7 +120,14 @@ def compose(
         imgs.append(img)
         masks.append(m)
     res = pipe.compose(
-        imgs, masks, refine=refine, refine_method=refine_method, finetune=finetune, paste=paste, seed=seed
+        imgs,
+        masks,
+        refine=refine,
+        refine_method=refine_method,
+        finetune=finetune,
+        paste=paste,
+        seed=seed,
+        domain_weight=domain_weight,
     )
     io.save_image(res.image[0], out)
     extra = ""
@@ -129,6 +154,8 @@ def inpaint(
     method: str = typer.Option("auto", help="Multimodal method: auto, fill or style (w+ models)."),
     paste: bool = typer.Option(False, help="Keep the known pixels exactly (paste them back)."),
     refine: int = typer.Option(0, help="Latent refinement steps (0 = off)."),
+    refine_method: str = typer.Option("adam", help=REFINE_METHOD_HELP),
+    domain_weight: float = typer.Option(0.5, help=DOMAIN_WEIGHT_HELP),
     batch: int = typer.Option(32, help="Images per forward pass in batch mode."),
     compile: bool = typer.Option(
         False, "--compile", help="torch.compile E and G first: slower start, faster on large folders."
@@ -152,6 +179,7 @@ def inpaint(
         _check_output(out)
     if n < 1:
         raise LatentcompError(f"--n must be at least 1; got {n}")
+    _check_refine(refine_method, domain_weight)
     pipe = _pipe(model, device, generator).set_regressor_precision(regressor_precision)
     if compile:
         pipe.compile()
@@ -166,7 +194,17 @@ def inpaint(
         chunk = loaded[start : start + batch]
         x = torch.cat([c[1] for c in chunk])
         m = torch.cat([c[2] if c[2] is not None else torch.ones_like(c[1][:, :1]) for c in chunk])
-        res = pipe.inpaint(x, m, n=n, seed=seed, method=method, paste=paste, refine=refine)
+        res = pipe.inpaint(
+            x,
+            m,
+            n=n,
+            seed=seed,
+            method=method,
+            paste=paste,
+            refine=refine,
+            refine_method=refine_method,
+            domain_weight=domain_weight,
+        )
         for i, (path, _, _) in enumerate(chunk):
             for k in range(n):
                 if folder_mode:
@@ -193,6 +231,8 @@ def edit(
     region: Path = typer.Option(..., help="Mask: white where the example's content should go."),
     out: Path = typer.Option(..., help="Output image."),
     refine: int = typer.Option(0, help="Latent refinement steps (0 = off)."),
+    refine_method: str = typer.Option("adam", help=REFINE_METHOD_HELP),
+    domain_weight: float = typer.Option(0.5, help=DOMAIN_WEIGHT_HELP),
     paste: bool = typer.Option(False, help="Keep the target's pixels outside the region exactly."),
     save_inputs: bool = typer.Option(False, help="Also write OUT_collage next to the output."),
     device: str = typer.Option(None, help="Torch device [default: cpu]."),
@@ -201,12 +241,15 @@ def edit(
     from .. import io
 
     _check_output(out)
+    _check_refine(refine_method, domain_weight)
     pipe = _pipe(model, device, generator)
     tgt = io.load_image(image, size=pipe.resolution, channels=pipe.channels, what="target image")
     ex = io.load_image(example, size=pipe.resolution, channels=pipe.channels, what="example image")
     w, h = io.image_size(image)
     r = io.load_mask(region, size=pipe.resolution, image_hw=(h, w), what="region mask")
-    res = pipe.edit(tgt, ex, r, refine=refine, paste=paste)
+    res = pipe.edit(
+        tgt, ex, r, refine=refine, paste=paste, refine_method=refine_method, domain_weight=domain_weight
+    )
     io.save_image(res.image[0], out)
     if save_inputs:
         io.save_image(res.collage[0], _side(out, "collage"))

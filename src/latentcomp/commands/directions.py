@@ -283,6 +283,9 @@ def navigate(
     ),
     layers: str = typer.Option(None, help="Only move these w+ rows, e.g. 0-3 (w / w+ directions)."),
     refine: int = typer.Option(0, help="Latent refinement steps after the regressor (0 = off)."),
+    refine_method: str = typer.Option(
+        "adam", help="adam, lbfgs or in-domain (keeps the latent where the regressor lands; for editing)."
+    ),
     raw: bool = typer.Option(False, help="Strength in latent units instead of std."),
     out: Path = typer.Option(..., help="Output image (.png, .jpg, .webp)."),
     device: str = typer.Option(None, help="Torch device (default: cpu)."),
@@ -312,7 +315,17 @@ def navigate(
         imgs.append(img)
         masks.append(m)
     strengths = parse_strengths(strip) if strip else [strength]
-    res = nav_fn(pipe, imgs, masks, d, strengths, layers=layers, refine=refine, units="raw" if raw else "std")
+    res = nav_fn(
+        pipe,
+        imgs,
+        masks,
+        d,
+        strengths,
+        layers=layers,
+        refine=refine,
+        units="raw" if raw else "std",
+        refine_method=refine_method,
+    )
     if strip:
         io.save_image(strip_grid(res.images[:1]), out)
         what = f"strip of {len(strengths)} strengths ({', '.join(f'{s:g}' for s in strengths)})"

@@ -490,3 +490,36 @@ def test_cli_compute_list_and_geometry(tmp_path, capsys):
         capsys,
     )
     assert code == 2 and "leave out --strip" in err
+
+
+def test_directions_evaluate_reports_face_movement_and_walks(tmp_path):
+    from latentcomp.edit import Pipeline
+    from latentcomp.metrics.analyzer import load_analyzer
+    from latentcomp.navigate.evaluate import EvalSizes, evaluate_navigation, markdown_tables, save_results
+    from latentcomp.regressors import build_regressor
+
+    G = load_generator("builtin:tiny-random-stylegan2")
+    torch.manual_seed(0)
+    pipe = Pipeline(G, build_regressor(G))
+    an = load_analyzer("builtin:toyfaces-analyzer")
+    res = evaluate_navigation(
+        pipe,
+        an,
+        sizes=EvalSizes.quick(),
+        targets=["glasses=any"],
+        compare=False,
+        geometry=True,
+        geometry_steps=3,
+    )
+    row = res["supervised"]["glasses=any"]["conditional"]
+    if row["n"]:
+        assert set(row["face_moved"]) == {"shift_x", "shift_y", "zoom", "rotate"}
+    walks = res["geometry"]["walks"]
+    assert (
+        "zoom (closed-form)" in walks and "brightness (steer)" in walks and "zoom (image transform)" in walks
+    )
+    md = markdown_tables(res)
+    assert "Geometric and colour walks against the toyfaces ground truth" in md
+    written = save_results(res, tmp_path)
+    walks_file = written["directions"] / "tiny-random-stylegan2_walks.safetensors"
+    assert {d.name for d in load_directions(walks_file)} >= {"zoom (closed-form)", "brightness (steer)"}

@@ -231,6 +231,13 @@ def evaluate(
     analyzer: str = typer.Option("builtin:toyfaces-analyzer", help=ANALYZER_HELP),
     boundary: str = typer.Option("svm", help="svm or logreg."),
     compare: bool = typer.Option(True, help="Side by side with edit by example (toyfaces only)."),
+    geometry: bool = typer.Option(
+        False,
+        "--geometry",
+        help="Also compute zoom / shift / rotate / brightness walks (closed form + steer) and measure them "
+        "against the toyfaces ground truth (as `directions geometry`; adds 1-4 min per model).",
+    ),
+    geometry_steps: int = typer.Option(100, help="--geometry: Adam steps per steer walk."),
     quick: bool = typer.Option(False, help="Tiny sizes (a smoke test; the numbers mean little)."),
     figure_attributes: str = typer.Option(
         "hair_style,mouth_expression,glasses,skin_tone",
@@ -279,6 +286,8 @@ def evaluate(
             seed=seed,
             compare=compare,
             log=lambda s: print(s, file=sys.stderr, flush=True),
+            geometry=geometry,
+            geometry_steps=geometry_steps,
         )
         written = save_results(res, out)
         results.append(res)

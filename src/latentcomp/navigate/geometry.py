@@ -118,14 +118,16 @@ def _theta(kind: str, a: torch.Tensor) -> torch.Tensor:
 
 def transform_images(x: torch.Tensor, kind: str, amount) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply a transform to images (N, C, H, W) in [-1, 1] by `amount` (a number or (N,) per image).
-    Returns (images, valid (N, 1, H, W)): valid = 1 where the output is defined (inside the source image)."""
+    Returns (images, valid (N, 1, H, W)): valid = 1 where the output is defined (inside the source image);
+    elsewhere the images repeat the source's border pixels."""
     if kind not in TRANSFORMS:
         raise LatentcompError(f"unknown transform {kind!r}; accepted: {', '.join(TRANSFORMS)}")
     a = _amounts(amount, x.shape[0], x.device)
     if kind == "brightness":
         return (x + 2 * a.view(-1, 1, 1, 1)).clamp(-1, 1), torch.ones_like(x[:, :1])
     grid = F.affine_grid(_theta(kind, a), list(x.shape), align_corners=False)
-    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # undefined pixels repeat the border (a background colour, not a black frame); `valid` marks them
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     ones = torch.ones_like(x[:, :1])
     valid = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return y, (valid > 0.999).float()

@@ -428,7 +428,7 @@ def navigate(
     amount: float = typer.Option(
         None,
         help="Walks (compute --method geometric / steer): move by this amount of the walk's transform "
-        "instead of --strength, e.g. 0.1 = 10%% of the width for shift_x, 0.5 = 2^0.5 larger for zoom.",
+        "instead of --strength, e.g. 0.1 = a tenth of the width for shift_x, 0.5 = 2^0.5 larger for zoom.",
     ),
     out: Path = typer.Option(..., help="Output image (.png, .jpg, .webp)."),
     device: str = typer.Option(None, help="Torch device (default: cpu)."),

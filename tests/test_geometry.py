@@ -381,7 +381,7 @@ def test_cli_compute_list_and_geometry(tmp_path, capsys):
             "--transform",
             "tilt",
             "--out",
-            tmp_path / "dirs",
+            tmp_path / "dirs_bad",
         ],
         capsys,
     )

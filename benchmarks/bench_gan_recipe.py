@@ -12,8 +12,9 @@ images per second and as the share of the one-thread fp32 matmul peak that the s
 
 By default every variant warm-starts G from the bundled generator of the same architecture (with a
 fresh discriminator), so a short budget compares what each recipe does to a model that already draws
-faces; `--init none` trains from scratch. Runs go to `--out` (default runs/gan-recipe/ARCH); the
-table is printed and written to `--json`.
+faces; `--init none` trains from scratch. A warm-started G first waits `--d-warmup` steps while the
+fresh D learns (without them the fresh D's early verdicts wreck the warm G before the recipe matters).
+Runs go to `--out` (default runs/gan-recipe/ARCH); the table is printed and written to `--json`.
 """
 
 from __future__ import annotations
@@ -52,13 +53,16 @@ def variant_args(name: str, arch: str) -> list[str]:
 
 
 def train(name: str, args, run: Path, steps: int) -> dict:
+    warm = args.init != "none"
     cmd = [
         "-m", "latentcomp.cli", "gan", "train", "--out", str(run), "--arch", args.arch,
-        *ARCH_ARGS[args.arch], "--steps", str(steps), "--threads", "1", "--seed", str(args.seed),
+        *ARCH_ARGS[args.arch], "--steps", str(steps + (args.d_warmup if warm else 0)),
+        "--threads", "1", "--seed", str(args.seed),
         "--checkpoint-every", "250", *variant_args(name, args.arch),
     ]
-    if args.init != "none":
-        cmd += ["--init-generator", args.init or f"builtin:toyfaces-{args.arch}"]
+    if warm:
+        init = args.init or f"builtin:toyfaces-{args.arch}"
+        cmd += ["--init-generator", init, "--d-warmup", str(args.d_warmup)]
     common.log(f"[{name}] training {steps} steps")
     error = common.run_script(cmd, timeout=args.minutes * 60 * 4 + 600, env={"OMP_NUM_THREADS": "1"})
     if error:
@@ -72,7 +76,9 @@ import json, sys, torch
 torch.set_num_threads(1)
 from latentcomp.generators import load_generator
 from latentcomp.metrics.generator_quality import generator_quality
-r = generator_quality(load_generator(sys.argv[1]), n=int(sys.argv[2]), seed=0)
+from latentcomp.metrics.second_view import BUNDLED, load_second_view
+view = load_second_view("builtin") if BUNDLED.is_file() else None
+r = generator_quality(load_generator(sys.argv[1]), n=int(sys.argv[2]), seed=0, second_view=view)
 print(json.dumps(r))
 """
 
@@ -132,6 +138,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="samples (and renders) per evaluation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", default="", help="warm-start spec (default builtin:toyfaces-ARCH), or none")
+    ap.add_argument("--d-warmup", type=int, default=300,
+                    help="with a warm start: D-only steps first (on top of the budget, the same for all)")
     ap.add_argument("--out", default="", help="run folder root (default runs/gan-recipe/ARCH)")
     common.add_common_args(ap)
     args = ap.parse_args()
@@ -182,11 +190,13 @@ def main() -> None:
             name, common.fmt(t.get("steps"), "d"), common.fmt(img_s), common.fmt(100 * share, ".0f") + "%",
             common.fmt(q.get("max_marginal_gap_pp")) + f" ({worst})",
             common.fmt(q.get("confidence_samples"), ".3f"),
-            common.fmt(q.get("fid_samples_vs_renders"), ".1f"), q.get("error", t.get("error", "")),
+            common.fmt(q.get("fid_samples_vs_renders"), ".1f"),
+            common.fmt(q.get("fid2_samples_vs_renders"), ".1f"), q.get("error", t.get("error", "")),
         ])
     common.print_table(
         f"GAN recipe ablation: {args.arch}, {args.minutes:g} min on 1 thread per variant, n = {args.n}",
-        ["variant", "steps", "img/s", "of peak", "max gap pp", "confidence", "domain FID", "error"], rows,
+        ["variant", "steps", "img/s", "of peak", "max gap pp", "confidence", "domain FID", "FID (2nd view)",
+         "error"], rows,
     )
     out = {"machine": common.machine(), "arch": args.arch, "minutes": args.minutes, "n": args.n,
            "init": args.init or f"builtin:toyfaces-{args.arch}", "fp32_peak_1t_gflop_s": peak / 1e9,

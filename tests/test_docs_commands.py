@@ -55,6 +55,8 @@ TINY = {
     "--checkpoint-every": 2,
     "--minutes": 0.2,
     "--max-minutes": 0.2,
+    "--pool-size": 64,
+    "--d-warmup": 1,
 }
 #: per command (first words), options whose tiny value must be larger than TINY's
 TINY_FOR = {
@@ -77,8 +79,13 @@ TINY_ADD = {
     "gan evaluate": {"--n": "16"},
     "regressor evaluate": {"--n": "8"},
     "analyzer eval": {"--n": "16"},
+    "directions geometry": {"--n": "4", "--steps": "3"},
+    "probe omissions": {"--n": "2", "--steps": "3"},
+    "invert": {"--steps": "3"},
 }
-QUICK = ("probe", "directions evaluate", "demo")  # commands with --quick
+#: commands with --quick
+QUICK = ("probe tradeoff", "probe independence", "probe parts", "probe rebalance", "probe report")
+QUICK += ("directions evaluate", "demo")
 
 
 def fenced_blocks(text: str):
@@ -136,8 +143,13 @@ def tiny(cmd: str) -> list[str]:
             value = float(args[i + 1])
             cap = caps[a]
             args[i + 1] = str(type(cap)(min(value, cap))) if value > cap else args[i + 1]
-    if any(words == q or words.startswith(q) for q in QUICK) and "--quick" not in args:
+    if words in QUICK and "--quick" not in args:
         args.append("--quick")
+    if words == "directions compute" and "geometric" in args:  # a Jacobian per sample: fewer samples
+        args[args.index("--n") + 1] = "8"
+    out = args[args.index("--out") + 1] if "--out" in args[:-1] else None
+    if words == "data render" and out and Path(out).is_dir() and "--overwrite" not in args:
+        args.append("--overwrite")  # the page folder already holds the standard inputs
     return args
 
 
@@ -265,6 +277,7 @@ def test_extraction_and_rewrites():
     ]  # fmt: skip
     assert tiny("latentcomp directions compute --model toyfaces --method supervised --n 1000")[-1] == "120"
     assert tiny("latentcomp probe report --model toyfaces --out o")[-1] == "--quick"
+    assert "--quick" not in tiny("latentcomp probe omissions --model toyfaces --out o")
     assert skip_reason("latentcomp serve --model toyfaces") and not skip_reason("latentcomp compose")
     langs = [lang for lang, _ in fenced_blocks("```bash\nls\n```\ntext\n```python\nx = 1\n```\n")]
     assert langs == ["bash", "python"]

@@ -148,3 +148,30 @@ def test_time_budget_stops_with_a_resumable_checkpoint(tmp_path):
     assert (tmp_path / "t" / "checkpoint.pt").is_file()
     assert (tmp_path / "t" / "generator.safetensors").is_file()
     assert GANTrainer(tiny("dcgan", 10_000), tmp_path / "t", resume=True).step == 1
+
+
+def test_discriminator_warmup_leaves_the_generator_alone(tmp_path):
+    cfg = GANConfig(**{**tiny("dcgan", 6).__dict__, "d_warmup": 3})
+    trainer = GANTrainer(cfg, tmp_path / "w")
+    g0 = {k: v.clone() for k, v in trainer.G.named_parameters()}  # (BatchNorm buffers move with fakes)
+    d0 = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    for _ in range(3):
+        assert "loss/g" not in trainer.train_step()
+    assert all(torch.equal(g0[k], v) for k, v in trainer.G.named_parameters())
+    assert not all(torch.equal(d0[k], v) for k, v in trainer.D.state_dict().items())
+    assert "loss/g" in trainer.train_step()
+    assert not all(torch.equal(g0[k], v) for k, v in trainer.G.named_parameters())
+
+
+def test_resume_takes_the_device_of_this_call_and_refuses_unknown_keys(tmp_path):
+    import json
+
+    GANTrainer(tiny("dcgan", 2), tmp_path / "r").train(progress=False, log_dir=False)
+    cfg_file = tmp_path / "r" / "config.json"
+    saved = json.loads(cfg_file.read_text())
+    cfg_file.write_text(json.dumps({**saved, "device": "cuda"}))  # as if the last leg ran on a GPU
+    resumed = GANTrainer(tiny("dcgan", 4), tmp_path / "r", resume=True)
+    assert resumed.device.type == "cpu" and resumed.step == 2
+    cfg_file.write_text(json.dumps({**saved, "colour": 1}))
+    with pytest.raises(LatentcompError, match="unknown keys colour"):
+        GANTrainer(tiny("dcgan", 4), tmp_path / "r", resume=True)

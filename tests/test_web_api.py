@@ -123,9 +123,22 @@ def test_samples_by_seed(client, pipe):
     assert s[0]["image"] != s[1]["image"]
 
 
-@pytest.mark.parametrize("params", [{"n": 0}, {"n": 17}, {"seed": -1}, {"seed": "abc"}, {"seed": 2**40}])
+@pytest.mark.parametrize("params", [{"n": 0}, {"n": 17}, {"seed": -1}, {"seed": "abc"}, {"seed": 2**63}])
 def test_samples_bad_params(client, params):
     assert_error(client.get("/api/samples", params=params), 422)
+
+
+def test_seeds_reach_as_far_as_the_cli(client, pipe):
+    """The CLI takes --seed up to 2^63 - 1; so does the server (it stopped at 2^31 - 1)."""
+    top = 2**63 - 1
+    r = client.get("/api/samples", params={"seed": top, "n": 2})
+    assert r.status_code == 200, r.text
+    s = r.json()["samples"]
+    assert [x["seed"] for x in s] == [top]  # sample i uses seed + i: no seed past the top
+    assert s[0]["image"] == encode_png(pipe.sample(1, seed=top)[0])
+    r = client.post("/api/complete", json={"collage": png_b64(rgb(32, 32)), "n": 2, "seed": top})
+    assert r.status_code == 200, r.text
+    assert_error(client.post("/api/complete", json={"collage": png_b64(rgb(32, 32)), "seed": top + 1}), 422)
 
 
 # ------------------------------------------------------------------------------------------- upload

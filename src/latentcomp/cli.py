@@ -17,7 +17,7 @@ from .errors import LatentcompError
 
 #: the top-level commands by task, in the order `latentcomp --help` shows them
 COMMAND_GROUPS = {
-    "Use a model": ["compose", "inpaint", "edit", "navigate", "serve", "demo"],
+    "Use a model": ["compose", "inpaint", "edit", "navigate", "invert", "serve", "demo"],
     "Prepare inputs": ["mask", "sample", "data"],
     "Train": ["regressor", "gan", "directions", "analyzer"],
     "Measure": ["evaluate", "probe", "metrics"],
@@ -31,6 +31,8 @@ EXAMPLES = {
     "edit": "latentcomp edit --image faces/000006.png --example faces/000003.png --region glasses.png "
     "--out edited.png",
     "navigate": "latentcomp navigate --image faces/000006.png --direction glasses --strength 3 --out nav.png",
+    "invert": "latentcomp invert --model toyfaces-stylegan2 --image faces/000002.png --layer auto "
+    "--out inv.png",
     "serve": "latentcomp serve --model toyfaces-stylegan2 --port 8000",
     "demo": "latentcomp demo --quick --out out/demo",
     "mask": "latentcomp mask --part-map faces/000005_parts.png --part hair --out hair.png",
@@ -50,9 +52,13 @@ EXAMPLES = {
     "directions compute": "latentcomp directions compute --model toyfaces --method pca --out directions",
     "directions list": "latentcomp directions list",
     "directions evaluate": "latentcomp directions evaluate --model toyfaces --quick --out out/directions",
+    "directions geometry": "latentcomp directions geometry --generator builtin:toyfaces-stylegan2 "
+    "--out out/geometry",
     "analyzer": "latentcomp analyzer eval --analyzer builtin:toyfaces-analyzer --n 500",
     "analyzer train": "latentcomp analyzer train --steps 200 --out runs/analyzer",
     "analyzer eval": "latentcomp analyzer eval --analyzer builtin:toyfaces-analyzer --n 500",
+    "analyzer train-second-view": "latentcomp analyzer train-second-view --steps 200 "
+    "--out runs/second-view.safetensors",
     "evaluate": "latentcomp evaluate composition --model toyfaces --n 50 --out out/eval",
     "evaluate composition": "latentcomp evaluate composition --model toyfaces --n 50 --out out/eval",
     "probe": "latentcomp probe tradeoff --model toyfaces --quick --out out/probe",
@@ -60,6 +66,7 @@ EXAMPLES = {
     "probe independence": "latentcomp probe independence --model toyfaces --quick --out out/probe",
     "probe parts": "latentcomp probe parts --model toyfaces --quick --out out/probe",
     "probe rebalance": "latentcomp probe rebalance --model toyfaces --quick --out out/probe",
+    "probe omissions": "latentcomp probe omissions --model toyfaces --n 16 --steps 50 --out out/omissions",
     "probe report": "latentcomp probe report --model toyfaces --quick --out out/report",
     "metrics": "latentcomp metrics masked-l1 renders outputs --mask-dir masks",
     "metrics fid": "latentcomp metrics fid renders outputs --features analyzer",

@@ -15,14 +15,22 @@ Conversions (each reported once through `notice`, which prints `notice: ...` to 
 - a size other than the model's: centre-cropped to a square and resized (antialiased), with a notice;
   `resize=False` refuses instead. Masks must have their image's size (or the model's size): a mask of
   any other size is refused, because how it should line up with the image is ambiguous.
+
+Pixel limit: a file whose header says it has more than `max_pixels()` pixels (default 4096 x 4096, the
+web server's default; the environment variable LATENTCOMP_MAX_PIXELS changes it) is refused before it is
+decoded, as is one that Pillow flags as a decompression bomb: a small PNG can otherwise ask for
+gigabytes. Every image file latentcomp reads goes through `open_image`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +57,51 @@ def print_notice(msg: str) -> None:
 
 # ---------------------------------------------------------------- reading
 
+DEFAULT_MAX_PIXELS = 4096 * 4096  # also the web server's default (`latentcomp serve --max-pixels`)
+MAX_PIXELS_ENV = "LATENTCOMP_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The largest image, in pixels, that latentcomp decodes from a file: $LATENTCOMP_MAX_PIXELS or the
+    default, and never more than Pillow's own decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`)."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    limit = DEFAULT_MAX_PIXELS
+    if raw:
+        try:
+            limit = int(raw.replace("_", ""))
+        except ValueError:
+            limit = 0
+        if limit < 1:
+            raise LatentcompError(f"{MAX_PIXELS_ENV}={raw!r} is not a positive whole number of pixels")
+    return min(limit, Image.MAX_IMAGE_PIXELS) if Image.MAX_IMAGE_PIXELS else limit
+
+
+def _limit_text(limit: int) -> str:
+    return f"the limit is {limit:,} pixels (set {MAX_PIXELS_ENV} to change it)"
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
+    """`PIL.Image.open` with the pixel limit checked from the header, before anything is decoded.
+
+    Too many pixels, or Pillow's DecompressionBombWarning / Error, give one LatentcompError; other open
+    errors (not an image, unreadable) propagate for the caller to report."""
+    p = Path(path).expanduser()
+    limit = max_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(p)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        n = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+        raise LatentcompError(f"{what} {p} has {n}; {_limit_text(limit)}") from None
+    with im:
+        w, h = im.size
+        if w * h > limit:
+            raise LatentcompError(f"{what} {p} is {w}x{h} = {w * h:,} pixels; {_limit_text(limit)}")
+        yield im
+
 
 def _read(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Decode a file into (H, W, C) float in [0, 1] (C = 1 or 3), alpha (H, W) or None, conversion notes."""
@@ -58,11 +111,15 @@ def _read(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray | None, l
     if p.is_dir():
         raise LatentcompError(f"{what} {p} is a folder; expected a {ACCEPTED} file")
     try:
-        with Image.open(p) as im:
+        with open_image(p, what) as im:
             fmt = im.format
+            # 16 bits per channel RGB(A) (rawmode e.g. RGB;16B) is reduced to 8 bits by Pillow as it decodes
+            deep = any(";16" in str(getattr(t, "args", "")) for t in im.tile)
             im.load()  # full decode: truncated or corrupt data fails here, not later
             im = im.copy()
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+    except LatentcompError:
+        raise
+    except UnidentifiedImageError as e:
         raise LatentcompError(
             f"{what} {p} is not a readable image ({_short(e)}); expected {ACCEPTED}"
         ) from None
@@ -74,6 +131,8 @@ def _read(path: str | Path, what: str) -> tuple[np.ndarray, np.ndarray | None, l
         raise LatentcompError(f"{what} {p} is a {fmt} file; expected {ACCEPTED}")
     notes: list[str] = []
     mode = im.mode
+    if deep and mode in ("RGB", "RGBA"):
+        notes.append("16-bit channels reduced to 8 bits")
     alpha = None
     if mode == "P":
         has_t = "transparency" in im.info
@@ -201,8 +260,10 @@ def image_size(path: str | Path) -> tuple[int, int]:
     if not p.is_file():
         raise LatentcompError(f"image file not found: {p}")
     try:
-        with Image.open(p) as im:
+        with open_image(p) as im:
             return im.size
+    except LatentcompError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise LatentcompError(
             f"image {p} is not a readable image ({_short(e)}); expected {ACCEPTED}"
@@ -244,12 +305,26 @@ def load_mask(
     return t
 
 
-def list_images(folder: str | Path, what: str = "image folder") -> list[Path]:
-    """Image files (PNG/JPG/WEBP) directly in `folder`, sorted by name; an error if there are none."""
+def list_images(
+    folder: str | Path, what: str = "image folder", notice: Notice | None = print_notice
+) -> list[Path]:
+    """Image files (PNG/JPG/WEBP) directly in `folder`, sorted by name; an error if there are none.
+
+    Other files and subfolders are skipped, and said so through `notice` (hidden entries silently)."""
     d = Path(folder).expanduser()
     if not d.is_dir():
         raise LatentcompError(f"{what} not found: {d}")
-    files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    entries = sorted(f for f in d.iterdir() if not f.name.startswith("."))
+    files = [f for f in entries if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    others = [f.name for f in entries if f.is_file() and f not in files]
+    subfolders = [f.name for f in entries if f.is_dir()]
+    if notice and (others or subfolders):
+        skipped = []
+        if others:
+            skipped.append(f"{len(others)} file(s) that are not {ACCEPTED} (e.g. {others[0]})")
+        if subfolders:
+            skipped.append(f"{len(subfolders)} subfolder(s) (e.g. {subfolders[0]}; not searched)")
+        notice(f"{what} {d}: skipped " + " and ".join(skipped))
     if not files:
         raise LatentcompError(f"{what} {d} has no {ACCEPTED} files")
     return files

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import LatentcompError
+from .safe_pickle import load_reason
 
 LPIPS_NETS = ("alex", "vgg")
 #: torchvision's file names for the ImageNet weights of the LPIPS backbones
@@ -63,7 +64,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user-facing error
-        raise LatentcompError(f"cannot read LPIPS backbone weights {path}: {type(e).__name__}: {e}") from e
+        raise LatentcompError(f"cannot read LPIPS backbone weights {path}: {load_reason(e)}") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

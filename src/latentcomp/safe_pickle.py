@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import pickle
+import re
 import types
 from pathlib import Path
 
@@ -133,6 +134,11 @@ def _zip_records(path: Path) -> list[str]:
             return []
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:160] if lines else type(e).__name__
+
+
 def _refuse_torchscript(path: Path) -> None:
     # torch.load(weights_only=False) hands TorchScript archives to torch.jit.load, which can run code
     records = _zip_records(path)
@@ -141,6 +147,34 @@ def _refuse_torchscript(path: Path) -> None:
             f"{path}: is a TorchScript archive; refusing to load it (torch.jit.load can run code from the "
             "file); save a state dict instead"
         )
+
+
+def load_reason(e: BaseException) -> str:
+    """Why torch.load failed, in one short line (torch's own message is ten lines of advice to pass
+    weights_only=False, which would let the file run code)."""
+    msg = str(e)
+    if m := re.search(r"GLOBAL ([\w.]+)", msg):
+        return f"it holds the Python object {m.group(1)}, which is not a tensor or a plain value"
+    if m := re.search(r"Unsupported operand (\d+)", msg):
+        return f"not a torch weights file (unsupported pickle opcode {m.group(1)})"
+    noise = ("weights only load failed", "weights_only", "check the documentation", "please file an issue")
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not any(n in ln.lower() for n in noise)]
+    text = (useful or lines or [type(e).__name__])[0]
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def load_weights_only(path: str | Path, what: str = "checkpoint", map_location="cpu"):
+    """`torch.load(weights_only=True)` with a one-line LatentcompError naming the file when it fails."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise LatentcompError(f"{what} file not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user-facing error
+        raise LatentcompError(
+            f"cannot read {what} {path}: {load_reason(e)}; only tensors and plain values are loaded"
+        ) from None
 
 
 def safe_load(
@@ -172,5 +206,6 @@ def safe_load(
         raise
     except Exception as e:
         raise LatentcompError(
-            f"{path}: cannot read {what} ({type(e).__name__}: {e}; torch.load said: {first_error})"
+            f"{path}: cannot read {what} ({type(e).__name__}: {_first_line(e)}; torch.load said: "
+            f"{load_reason(first_error)})"
         ) from None

@@ -24,6 +24,7 @@ def train(
     ),
     lr: float = typer.Option(2e-3, help="peak Adam learning rate (warm-up, then cosine decay)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="start a new run in a non-empty --out"),
     threads: int = typer.Option(1, help="torch CPU threads"),
     eval_every: int = typer.Option(1000, help="quick held-out check every N steps (0: only at the end)"),
     ckpt_every: int = typer.Option(250, help="write the checkpoint every N steps"),
@@ -36,7 +37,8 @@ def train(
 
     torch.set_num_threads(threads)
     path = train_analyzer(out, steps=steps, batch=batch, seed=seed, resume=resume, lr=lr,
-                          eval_every=eval_every or steps, ckpt_every=ckpt_every, stop_after=stop_after)
+                          eval_every=eval_every or steps, ckpt_every=ckpt_every, stop_after=stop_after,
+                          overwrite=overwrite)
     if path.suffix == ".pt":
         typer.echo(f"stopped at --stop-after {stop_after}; checkpoint {path} (continue with --resume)")
     else:
@@ -85,6 +87,33 @@ def evaluate(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(res, indent=2) + "\n")
         typer.echo(f"wrote {json_out}")
+
+
+@analyzer_app.command("train-second-view")
+def train_second_view_cmd(
+    out: Path = typer.Option(..., "--out", help="weights file to write (.safetensors)"),
+    steps: int = typer.Option(2500, min=1, help="optimiser steps (fresh renders every step)"),
+    batch: int = typer.Option(32, min=1, help="images per step"),
+    threads: int = typer.Option(1, min=1, help="torch CPU threads"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out"),
+):
+    """Train the second-view feature network (ShuffleNet, attributes only): a check on the analyzer.
+
+    Example: latentcomp analyzer train-second-view --out runs/second-view.safetensors --steps 2500"""
+    import torch
+
+    from ..errors import LatentcompError
+    from ..metrics.second_view import save_second_view, train_second_view
+
+    if out.suffix != ".safetensors":
+        raise LatentcompError(f"--out {out} must end in .safetensors")
+    if out.exists() and not overwrite:
+        raise LatentcompError(f"--out {out} exists; pass --overwrite to replace it")
+    torch.set_num_threads(threads)
+    net, info = train_second_view(steps=steps, batch=batch)
+    save_second_view(net, out, info)
+    acc, secs = info["held_out_accuracy"], info["train_s"]
+    typer.echo(f"wrote {out}: held-out attribute accuracy {acc:.4f}, {secs:.0f} s")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,9 @@ def render(
     resolution: int = typer.Option(64, help="32, 64 or 128."),
     seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Data set seed."),
     start: int = typer.Option(0, help="First index."),
+    overwrite: bool = typer.Option(
+        False, help="Render into a non-empty --out (files of the same name are replaced)."
+    ),
 ):
     """Render N toyfaces: NNNNNN.png, NNNNNN_parts.png (indexed), attributes.jsonl, contact_sheet.png."""
     import torch
@@ -26,11 +29,13 @@ def render(
 
     from ..data.toyfaces import ATTRIBUTES, PARTS, ToyFaces, part_colours
     from ..errors import LatentcompError
+    from ..outputs import check_run_folder
 
     if dataset != "toyfaces":
         raise LatentcompError(f"unknown data set {dataset!r}; available: toyfaces")
     if n < 1:
         raise LatentcompError(f"--n must be >= 1, got {n}")
+    check_run_folder(out, overwrite=overwrite, what="data set folder")
     ds = ToyFaces(resolution, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     palette = [c for rgb in part_colours() for c in rgb]

@@ -35,6 +35,7 @@ def train(
     checkpoint_every: int = typer.Option(250, help="Steps between (atomic) checkpoints."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
+    overwrite: bool = typer.Option(False, help="Start a new run in a non-empty --out, replacing its files."),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)."),
     augment: str = typer.Option(
         "", help="Differentiable augmentation of D's inputs: color, translation, cutout (comma-separated)."
@@ -45,6 +46,9 @@ def train(
     init_generator: str = typer.Option(
         "", help="Warm-start G from a generator spec of the same --arch/--width/--z-dim (fresh D)."
     ),
+    d_warmup: int = typer.Option(
+        0, min=0, help="First steps train D only (use with --init-generator: a fresh D would mislead G)."
+    ),
     max_minutes: float = typer.Option(
         None, min=0.0, help="Stop after this many minutes of this call (checkpointed; --resume continues)."
     ),
@@ -52,6 +56,8 @@ def train(
     """Train a GAN; the EMA generator is exported to OUT/generator.safetensors for `load_generator`."""
     import torch
 
+    from ..devices import parse_device
+    from ..errors import LatentcompError
     from ..training.gan import GANConfig, GANTrainer
 
     if threads:
@@ -78,8 +84,12 @@ def train(
         augment=augment,
         seg_weight=seg_weight,
         init_generator=init_generator,
+        d_warmup=d_warmup,
     )
-    trainer = GANTrainer(cfg, out, resume=resume)
+    if batch < 1:
+        raise LatentcompError(f"--batch must be at least 1; got {batch}")
+    parse_device(device, "--device")
+    trainer = GANTrainer(cfg, out, resume=resume, overwrite=overwrite)
     trainer.train(max_seconds=None if max_minutes is None else max_minutes * 60)
     typer.echo(
         f"done: {trainer.step} steps; generator at {out / 'generator.safetensors'}; "
@@ -95,14 +105,26 @@ def evaluate(
     n: int = typer.Option(5000, help="Samples (and renders) to compare."),
     seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Sampling seed."),
     out: Path = typer.Option(None, help="Write the figures as JSON here."),
+    second_view: str = typer.Option(
+        "auto", help="Second feature space for the FID check: auto (the bundled one if installed), none, "
+        "or a file from `latentcomp analyzer train-second-view`."
+    ),
 ):
-    """Quality of a toyfaces generator by the analyzer: attribute marginals, confidence, domain FID."""
+    """Quality of a toyfaces generator by the analyzer: attribute marginals, confidence, domain FID.
+
+    Example: latentcomp gan evaluate --generator builtin:toyfaces-dcgan --n 5000"""
     import json
 
     from ..generators import load_generator
     from ..metrics.generator_quality import generator_quality
+    from ..metrics.second_view import BUNDLED, load_second_view
 
-    result = generator_quality(load_generator(generator), n=n, seed=seed)
+    view = None
+    if second_view == "auto" and BUNDLED.is_file():
+        view = load_second_view("builtin")
+    elif second_view not in ("auto", "none"):
+        view = load_second_view(second_view)
+    result = generator_quality(load_generator(generator), n=n, seed=seed, second_view=view)
     text = json.dumps(result, indent=2)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +134,11 @@ def evaluate(
         f"{result['confidence_samples']:.3f} (renders {result['confidence_renders']:.3f}); domain FID "
         f"{result['fid_samples_vs_renders']:.2f} (renders vs renders {result['fid_renders_vs_renders']:.2f})"
     )
+    if "fid2_samples_vs_renders" in result:
+        typer.echo(
+            f"second view: domain FID {result['fid2_samples_vs_renders']:.2f} "
+            f"(renders vs renders {result['fid2_renders_vs_renders']:.2f})"
+        )
     for name, gap in result["marginal_gap_pp"].items():
         typer.echo(f"  {name:18s} gap {gap:5.1f} pp")
 

@@ -77,6 +77,8 @@ def folder_features(folder: Path, extractor, batch: int = 256, what: str = "imag
 
     from .. import io
 
+    if batch < 1:
+        raise LatentcompError(f"--batch must be at least 1; got {batch}")
     files = io.list_images(folder, what)
     size_hw = tuple(io.load_image(files[0], notice=None).shape[-2:])
     feats, resized = [], 0

@@ -66,6 +66,9 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out exactly where it stopped."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start a new run in a non-empty --out, replacing its run files."
+    ),
     init: str | None = typer.Option(
         None,
         help="Start from this regressor's weights (run folder, .safetensors or builtin:NAME; same backbone "
@@ -84,8 +87,12 @@ def train(
     """
     import torch
 
+    from ..errors import LatentcompError
+    from ..training.checkpoint import read_json_object
     from ..training.regressor import TrainConfig, train_regressor
 
+    if steps is not None and steps < 1:
+        raise LatentcompError(f"--steps must be at least 1; got {steps} (nothing would be trained)")
     if threads:
         torch.set_num_threads(threads)
     given = {
@@ -104,9 +111,11 @@ def train(
     base: dict = {}
     cfg_file = out / "config.json"
     if resume and (out / "state.pt").is_file() and cfg_file.is_file():
-        base = json.loads(cfg_file.read_text()).get("train", {})
+        base = read_json_object(cfg_file, "run config").get("train", {})
+        if not isinstance(base, dict):
+            raise LatentcompError(f"run config {cfg_file}: \"train\" is not an object; restore the file")
     cfg = TrainConfig.from_dict({**base, **given, "out": str(out), "resume": resume,
-                                 "tensorboard": not no_tensorboard})  # fmt: skip
+                                 "overwrite": overwrite, "tensorboard": not no_tensorboard})  # fmt: skip
     result = train_regressor(cfg)
     if result.step and result.best_test_loss < float("inf"):
         typer.echo(f"done: step {result.step}, best test loss {result.best_test_loss:.4f}; model: {out}")
@@ -136,12 +145,20 @@ def export(
     half: bool = typer.Option(
         False, "--half", help="Store float16 weights (half the size; loads as float32)."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow DEST to be the model's own files."),
 ):
     """Write a self-contained copy (weights + JSON config) of a regressor, e.g. for bundling."""
+    from ..outputs import check_not_inputs
     from ..regressors import load_regressor, resolve_regressor_file, save_regressor
 
+    weights = resolve_regressor_file(model)
+    base = dest.with_suffix("") if dest.suffix in (".safetensors", ".json") else dest
+    outputs = [base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")]
+    inputs = [("regressor weights", weights), ("regressor config", weights.with_suffix(".json")),
+              ("regressor config", weights.parent / "config.json")]  # fmt: skip
+    check_not_inputs(outputs, inputs, overwrite, option="DEST")
     reg = load_regressor(model)
-    extra = _weights_provenance(resolve_regressor_file(model))
+    extra = _weights_provenance(weights)
     path = save_regressor(reg, dest, extra=extra, half=half)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}")
 

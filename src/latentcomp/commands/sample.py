@@ -11,6 +11,9 @@ import typer
 from ..errors import LatentcompError
 from ..io import _SAVE_FORMAT, atomic_write
 
+MAX_SAMPLE_PIXELS = 8192 * 8192  # the grid is one image: n x resolution^2 may not exceed this
+CHUNK = 64  # images per forward pass of G (memory stays bounded for large n)
+
 
 def sample_images(
     spec: str,
@@ -25,6 +28,9 @@ def sample_images(
     truncation psi in (0, 1]: generators with a w space pull w towards the average w
     (their stored average where they have one, otherwise the mean of 4096 mapped z drawn with the seed);
     z-only generators with a normal prior scale z by psi.
+
+    At most MAX_SAMPLE_PIXELS pixels in all (n x resolution^2); images that are not finite (a generator
+    with NaN weights) are refused.
     """
     from ..edit.refine import mean_latent
     from ..generators import load_generator
@@ -33,7 +39,15 @@ def sample_images(
         raise LatentcompError(f"--n must be at least 1; got {n}")
     if truncation is not None and not 0 < truncation <= 1:
         raise LatentcompError(f"--truncation must be in (0, 1]; got {truncation}")
+    if n > MAX_SAMPLE_PIXELS:  # not even 1-pixel images would fit: refused before anything loads
+        raise LatentcompError(f"--n {n} is more images than one grid can hold")
     G = load_generator(spec, device=device)
+    r = int(G.resolution)
+    if n * r * r > MAX_SAMPLE_PIXELS:
+        raise LatentcompError(
+            f"--n {n}: {n} images of {r}x{r} are {n * r * r:,} pixels, more than one grid may hold "
+            f"({MAX_SAMPLE_PIXELS:,}); this generator allows --n up to {MAX_SAMPLE_PIXELS // (r * r)}"
+        )
     if space not in G.latent_spaces:
         raise LatentcompError(
             f"--space {space!r} is not offered by {spec}; accepted: {', '.join(G.latent_spaces)}"
@@ -47,7 +61,7 @@ def sample_images(
                 w_avg = mean_latent(G, "w", seed=seed + 1)
                 w = w_avg + truncation * (w - w_avg)
             latent = G.to_wplus(w, "w") if space == "w+" else w
-            img = G(latent, space="w+" if space == "w+" else "w")
+            img = _generate(G, latent, "w+" if space == "w+" else "w")
         else:
             if truncation is not None:
                 if G.prior != "normal":
@@ -55,8 +69,18 @@ def sample_images(
                         f"--truncation needs a w space or a normal prior; {spec} has prior {G.prior!r}"
                     )
                 z = z * truncation
-            img = G(z, space="z")
-    return img.float().cpu().clamp(-1, 1)
+            img = _generate(G, z, "z")
+    if not torch.isfinite(img).all():
+        raise LatentcompError(
+            f"generator {spec} produced NaN or Inf pixels (are its weights damaged?); nothing written"
+        )
+    return img.clamp(-1, 1)
+
+
+def _generate(G, latent: torch.Tensor, space: str) -> torch.Tensor:
+    """G(latent) on the CPU as float32, CHUNK images per forward pass."""
+    chunks = [G(latent[i : i + CHUNK], space=space).float().cpu() for i in range(0, len(latent), CHUNK)]
+    return torch.cat(chunks)
 
 
 def save_grid(images: torch.Tensor, out: str | Path, nrow: int | None = None) -> Path:
@@ -92,6 +116,8 @@ def sample_cmd(
         raise LatentcompError("give --generator SPEC or --model NAME, not both")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if nrow is not None and nrow < 1:
+        raise LatentcompError(f"--nrow must be at least 1; got {nrow}")
     generator = generator or model_generator_spec(model or "toyfaces")
     images = sample_images(generator, n=n, seed=seed, space=space, truncation=truncation, device=device)
     path = save_grid(images, out, nrow=nrow)

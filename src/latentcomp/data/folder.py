@@ -14,6 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import LatentcompError
+from ..io import open_image
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
@@ -28,7 +29,7 @@ def list_images(root: str | Path) -> list[Path]:
 def load_resized(path: Path, resolution: int, channels: int = 3) -> torch.Tensor:
     """One file -> (channels, resolution, resolution) float tensor in [-1, 1]."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
             im = im.convert("L" if channels == 1 else "RGB")
     except (UnidentifiedImageError, OSError, SyntaxError) as e:

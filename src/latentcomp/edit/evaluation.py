@@ -101,6 +101,8 @@ def evaluate_composition(
         raise LatentcompError(f"unknown method(s) {', '.join(unknown)}; accepted: {', '.join(METHODS)}")
     if n < 2:
         raise LatentcompError(f"--n must be at least 2 (FID needs two images); got {n}")
+    if batch < 1:
+        raise LatentcompError(f"--batch must be at least 1; got {batch}")
     an = load_analyzer(analyzer) if isinstance(analyzer, str) else analyzer
     an.to(pipe.device)
     if pipe.channels != 3:

@@ -20,10 +20,20 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..devices import parse_device
 from ..errors import LatentcompError
 from . import baselines, multimodal
 from .collage import as_image_batch, as_mask_batch, make_collage, paste_back
-from .refine import OptimConfig, OptimResult, finetune_regressor, masked_l1, mean_latent, optimise_latent
+from .refine import (
+    DOMAIN_WEIGHT,
+    OptimConfig,
+    OptimResult,
+    domain_gap,
+    finetune_regressor,
+    masked_l1,
+    mean_latent,
+    optimise_latent,
+)
 
 # short names -> regressor sources (each regressor records the spec of its generator)
 PRETRAINED = {
@@ -127,7 +137,8 @@ class Pipeline:
                 f"regressor expects {E.channels}x{E.resolution}px images but the generator makes "
                 f"{G.channels}x{G.resolution}px; they do not belong together"
             )
-        self.device = torch.device(device) if device is not None else G.device
+        dev = parse_device(device)
+        self.device = dev if dev is not None else G.device
         self.generator = G.to(self.device).eval()
         self.regressor = E.to(self.device).eval()
         for p in self.regressor.parameters():
@@ -157,6 +168,7 @@ class Pipeline:
         from ..generators import load_generator
         from ..regressors import load_regressor
 
+        parse_device(device)  # a bad device is refused before any model loads
         name = MODEL_ALIASES.get(str(name), str(name))
         src = PRETRAINED.get(name, name)
         try:
@@ -348,6 +360,12 @@ class Pipeline:
     def reconstruct(self, x, mask=None) -> torch.Tensor:
         return self.generate(self.invert(x, mask))
 
+    @torch.no_grad()
+    def domain_gap(self, latent: torch.Tensor) -> torch.Tensor:
+        """(N,) RMS distance between each latent and E(G(latent)): 0 where the regressor maps the latent's
+        image back to it (in-domain); plain refinement drifts away from where E lands."""
+        return domain_gap(self.generator, self.run_regressor, self.space, latent.to(self.device)).cpu()
+
     # ------------------------------------------------------------------ operations
     def compose(
         self,
@@ -359,10 +377,13 @@ class Pipeline:
         finetune: int = 0,
         paste: bool = False,
         seed: int = 0,
+        domain_weight: float = DOMAIN_WEIGHT,
     ) -> ComposeResult:
         """Paste parts in order (later on top; a part without a mask contributes its whole image), regress
-        the collage with its known region, generate. Options: `refine` steps of latent optimisation,
-        `finetune` steps of per-input regressor tuning first, `paste` the known pixels back."""
+        the collage with its known region, generate. Options: `refine` steps of latent optimisation
+        (`refine_method` adam, lbfgs or in-domain: Adam with the regressor as a domain regulariser of weight
+        `domain_weight`, see refine.py), `finetune` steps of per-input regressor tuning first, `paste` the
+        known pixels back."""
         t0 = time.perf_counter()
         if isinstance(images, torch.Tensor):
             images = [images]
@@ -372,25 +393,19 @@ class Pipeline:
             self.channels,
             self.resolution,
         )
-        return self._run(collage, known, parts, refine, refine_method, refine_lr, finetune, paste, seed, t0)
+        cfg = OptimConfig(steps=refine, method=refine_method, lr=refine_lr, domain_weight=domain_weight)
+        cfg.check()
+        return self._run(collage, known, parts, cfg, finetune, paste, seed, t0)
 
-    def _run(self, collage, known, parts, refine, refine_method, refine_lr, finetune, paste, seed, t0):
+    def _run(self, collage, known, parts, cfg: OptimConfig, finetune, paste, seed, t0):
         E = self.regressor
         if finetune:
             E = finetune_regressor(self.generator, E, collage, known, steps=finetune, seed=seed)
         with torch.no_grad():
             latent = self.run_regressor(collage, known, E)
-        if refine:
-            res = optimise_latent(
-                self.generator,
-                functools.partial(self.run_regressor, regressor=E),
-                self.space,
-                collage,
-                known,
-                latent,
-                OptimConfig(steps=refine, method=refine_method, lr=refine_lr),
-            )
-            latent = res.latent
+        if cfg.steps:
+            E_call = functools.partial(self.run_regressor, regressor=E)
+            latent = optimise_latent(self.generator, E_call, self.space, collage, known, latent, cfg).latent
         raw = self.generate(latent)
         err = masked_l1(raw, collage, known)
         out = paste_back(raw, collage, known) if paste else raw
@@ -415,15 +430,19 @@ class Pipeline:
         method: str = "auto",
         paste: bool = False,
         refine: int = 0,
+        refine_method: str = "adam",
+        domain_weight: float = DOMAIN_WEIGHT,
     ) -> InpaintResult:
         """n completions of the hidden region (mask 0) that keep the known region (mask 1).
 
         Completion 0 is the regressor's own answer; the others come from `method`: "fill" (hidden region
         filled with a random sample of G, then regressed as a whole), "style" (w+ only: fine-layer styles
         resampled, then re-projected) or "auto" (see multimodal.py). Diversity = mean pairwise L1 inside
-        the hidden region; known_error = L1 on the known pixels.
+        the hidden region; known_error = L1 on the known pixels. `refine` steps of `refine_method` (adam,
+        lbfgs, in-domain) optimise every completion's latent on the known pixels.
         """
         t0 = time.perf_counter()
+        cfg = OptimConfig(steps=refine, method=refine_method, domain_weight=domain_weight).check()
         if n < 1:
             raise LatentcompError(f"n must be at least 1; got {n}")
         x = self._images(image)
@@ -435,8 +454,7 @@ class Pipeline:
         if refine:
             flat = latents.flatten(0, 1)
             xs, ms = x.repeat_interleave(n, 0), m.repeat_interleave(n, 0)
-            E, cfg = self.run_regressor, OptimConfig(steps=refine)
-            flat = optimise_latent(self.generator, E, self.space, xs, ms, flat, cfg).latent
+            flat = optimise_latent(self.generator, self.run_regressor, self.space, xs, ms, flat, cfg).latent
             latents = flat.view_as(latents)
         imgs = self.generate(latents.flatten(0, 1)).view(x.shape[0], n, *x.shape[1:])
         err = torch.stack([masked_l1(imgs[:, k], x, m) for k in range(n)], 1)
@@ -462,16 +480,19 @@ class Pipeline:
         refine: int = 0,
         paste: bool = False,
         seed: int = 0,
+        refine_method: str = "adam",
+        domain_weight: float = DOMAIN_WEIGHT,
     ) -> ComposeResult:
         """Edit by example: the collage is `target` outside `region` and `example` inside (region = 1
         where the example's content is wanted, e.g. its glasses or mouth); regress it whole, generate.
         `paste` keeps the target's pixels outside the region exactly."""
         t0 = time.perf_counter()
+        cfg = OptimConfig(steps=refine, method=refine_method, domain_weight=domain_weight).check()
         tgt = self._images(target, "target")
         ex = self._images(example, "example")
         r = as_mask_batch(region, "region", like=tgt).to(self.device)
         collage, known, parts = make_collage([tgt, ex], [None, r])
-        res = self._run(collage, known, parts, refine, "adam", None, 0, False, seed, t0)
+        res = self._run(collage, known, parts, cfg, 0, False, seed, t0)
         if paste:
             keep = (1 - r).expand_as(res.mask).cpu()
             res.image = paste_back(res.image, collage.cpu(), keep)

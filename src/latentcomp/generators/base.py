@@ -145,6 +145,41 @@ class Generator(nn.Module):
             handle.remove()
         return captured[0]
 
+    def synthesize_from(
+        self, features: torch.Tensor, layer: str | int, latent: torch.Tensor, space: str = "z"
+    ) -> torch.Tensor:
+        """The image G makes when the activation at `layer` is replaced by `features` (the shape that
+        `features(latent, layer, space)` returns): the layers above run on `features`; the layers below
+        still run from `latent` (no gradient), but their output at `layer` is dropped. Inputs that the layers
+        above take directly from the latent (StyleGAN styles) or from below `layer` (StyleGAN2's RGB skip
+        image) stay those of `latent`. For layer-wise inversion (optimise `features`)."""
+        names = self.feature_layers()
+        if str(layer) not in names:
+            raise LatentcompError(f"unknown feature layer {layer!r}; available: {', '.join(names)}")
+        module = dict(self.named_modules())[names[str(layer)]]
+        replaced: list[bool] = []
+
+        def hook(_m, _inp, out):
+            ref = out[0] if isinstance(out, tuple) else out
+            if tuple(ref.shape) != tuple(features.shape):
+                raise LatentcompError(
+                    f"features for layer {layer} have shape {tuple(features.shape)}; "
+                    f"expected {tuple(ref.shape)}"
+                )
+            replaced.append(True)
+            return (features, *out[1:]) if isinstance(out, tuple) else features
+
+        handle = module.register_forward_hook(hook)
+        try:
+            out = self(latent.detach(), space=space)
+        finally:
+            handle.remove()
+        if len(replaced) != 1:
+            raise LatentcompError(
+                f"layer {layer} ran {len(replaced)} times in one forward pass; cannot replace it"
+            )
+        return out
+
     def feature_layers(self) -> dict[str, str]:
         """Map of public layer names -> module path. Subclasses override with meaningful names."""
         return {name: name for name, m in self.named_modules() if name and not list(m.children())}

@@ -59,6 +59,17 @@ def require_file(path: str | Path, what: str) -> Path:
     return p
 
 
+def _refuse_empty_tensors(gen, spec: str) -> None:
+    """A weight with a zero-sized dimension (a damaged or hand-made file) would fail deep inside a forward
+    pass; refuse it when the generator loads. (Buffers may be empty by design, e.g. a GANsformer's label.)"""
+    for name, t in gen.named_parameters():
+        if t.numel() == 0:
+            raise LatentcompError(
+                f"generator {spec}: weight {name} has the shape {tuple(t.shape)}, with a zero-sized "
+                "dimension; the file is damaged or was not written for this generator kind"
+            )
+
+
 def load_generator(spec: str, device: str | None = None, **options) -> Generator:
     """Load a frozen generator from a spec `KIND:LOCATION`.
 
@@ -68,12 +79,16 @@ def load_generator(spec: str, device: str | None = None, **options) -> Generator
     own generator). `options` go to the kind's loader, e.g. `truncation=0.7` or `noise_mode="random"` for
     StyleGAN2. Unknown kinds, missing files and layouts that do not match raise `LatentcompError` naming
     the file and what was expected. The result is frozen, remembers `spec`, and is moved to `device`."""
+    from ..devices import parse_device
+
+    dev = parse_device(device)  # checked before anything loads
     kind, location = split_spec(spec)
     if kind not in _LOADERS:
         importlib.import_module(_KIND_MODULES[kind])
     gen = _LOADERS[kind](location, **options)
+    _refuse_empty_tensors(gen, spec)
     gen.spec = spec
     gen.freeze()
-    if device is not None:
-        gen.to(device)
+    if dev is not None:
+        gen.to(dev)
     return gen

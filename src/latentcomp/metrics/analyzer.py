@@ -35,6 +35,8 @@ from torch import nn
 
 from ..errors import LatentcompError
 from ..io import atomic_write, write_text
+from ..outputs import check_run_folder
+from ..safe_pickle import load_weights_only
 from ..training.checkpoint import atomic_torch_save
 
 FORMAT = "latentcomp-analyzer"
@@ -358,6 +360,9 @@ def load_analyzer(spec: str | os.PathLike = "builtin:toyfaces-analyzer",
     or a training run folder."""
     from safetensors.torch import load_file
 
+    from ..devices import parse_device
+
+    device = parse_device(device)
     weights, cfg_path = _resolve(spec)
     if not weights.is_file():
         raise LatentcompError(f"analyzer weights file not found: {weights}")
@@ -488,13 +493,15 @@ def train_analyzer(out: str | os.PathLike, steps: int = 1600, batch: int = 48, s
                    resume: bool = False, lr: float = 2e-3, widths=DEFAULT_WIDTHS,
                    feature_dim: int = DEFAULT_FEATURE_DIM, attr_weight: float = 1.0, dice_weight: float = 1.0,
                    ckpt_every: int = 250, eval_every: int = 1000, eval_n: int = 256,
-                   progress: bool = True, tensorboard: bool = True, stop_after: int | None = None) -> Path:
+                   progress: bool = True, tensorboard: bool = True, stop_after: int | None = None,
+                   overwrite: bool = False) -> Path:
     """Train an analyzer on freshly rendered toyfaces (data seed `seed`, batch k = indices [kB, (k+1)B)).
 
     Writes OUT/checkpoint.pt (atomic, resumable: model, optimiser, step, config), OUT/log.jsonl, TensorBoard
     scalars in OUT/tb, and at the end OUT/analyzer.safetensors + OUT/analyzer.json (load with
     `load_analyzer(OUT)`). Returns OUT/analyzer.safetensors, or the checkpoint when `stop_after` (a step
-    count) ends this call early; `resume=True` then continues the same run exactly.
+    count) ends this call early; `resume=True` then continues the same run exactly. A non-empty OUT without
+    a checkpoint to resume is refused unless `overwrite=True`.
     """
     from tqdm.auto import tqdm
 
@@ -505,8 +512,14 @@ def train_analyzer(out: str | os.PathLike, steps: int = 1600, batch: int = 48, s
     tf = _toyfaces()
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists() and not resume:
-        raise LatentcompError(f"{ckpt_path} exists; pass --resume to continue it or choose a new --out")
+    if ckpt_path.exists() and not (resume or overwrite):
+        raise LatentcompError(
+            f"{ckpt_path} exists; pass --resume to continue it, --overwrite to start over, or choose a new "
+            "--out"
+        )
+    check_run_folder(out, state_file=ckpt_path.name, resume=resume, overwrite=overwrite)
+    if overwrite and not resume:
+        ckpt_path.unlink(missing_ok=True)  # the old run's checkpoint must not be resumed later
     out.mkdir(parents=True, exist_ok=True)
 
     config = default_config(widths, feature_dim)
@@ -520,7 +533,7 @@ def train_analyzer(out: str | os.PathLike, steps: int = 1600, batch: int = 48, s
     hp = {"steps": steps, "batch": batch, "seed": seed, "lr": lr, "attr_weight": attr_weight,
           "dice_weight": dice_weight, "schedule": [[0, steps]]}
     if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ck = load_weights_only(ckpt_path, "analyzer checkpoint")
         if ck["config"]["widths"] != config["widths"] or ck["config"]["parts"] != config["parts"]:
             raise LatentcompError(f"{ckpt_path} was trained with another architecture or data set version")
         net.load_state_dict(ck["model"])
@@ -625,8 +638,8 @@ def evaluate_analyzer(analyzer: Analyzer, n: int = 2000, seed: int = EVAL_SEED, 
     to the renders first, a stand-in for the artefacts of generated images."""
     from tqdm.auto import tqdm
 
-    if n < 1:
-        raise LatentcompError(f"--n must be >= 1, got {n}")
+    if n < 1 or batch < 1:
+        raise LatentcompError(f"--n and --batch must be >= 1, got n={n} batch={batch}")
     tf = _toyfaces()
     ds = tf.ToyFaces(resolution=resolution, seed=seed)
     names = analyzer.attribute_names

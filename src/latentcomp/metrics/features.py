@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ..devices import parse_device
 from ..errors import LatentcompError
 from .fid import resize_images
 
@@ -66,7 +67,9 @@ class Extractor:
         self.fn = fn
         self.name = name
         self.batch_size = int(batch_size)
-        self.device = torch.device(device or "cpu")
+        if self.batch_size < 1:
+            raise LatentcompError(f"--batch must be at least 1; got {batch_size}")
+        self.device = parse_device(device or "cpu")
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -122,6 +125,7 @@ class InceptionFeatures(Extractor):
                 "Inception features need the torch-fidelity package (`pip install torch-fidelity`, the "
                 f"backend torchmetrics' FID uses): {e}; or use --features analyzer / pixels / MODULE:FN"
             ) from None
+        device = parse_device(device or "cpu")
         path = find_inception_weights(weights)
         try:
             net = FeatureExtractorInceptionV3(
@@ -205,6 +209,7 @@ def load_features(
     resize: str = "pil",
 ) -> Extractor:
     """An extractor from a spec (module doc)."""
+    device = parse_device(device or "cpu")
     spec = str(spec).strip()
     head, sep, rest = spec.partition(":")
     if head == "inception":

@@ -97,6 +97,11 @@ class Direction:
                 extra += f" (boundary accuracy {self.meta['accuracy']:.2f})"
         if self.meta.get("conditions"):
             extra += f", conditioned on {', '.join(self.meta['conditions'])}"
+        if self.meta.get("transform") and self.meta.get("per_unit"):
+            extra += (
+                f", {self.meta['transform']} walk: {float(self.meta['per_unit']):.3g} latent units per "
+                f"unit ({self.meta.get('unit', '?')})"
+            )
         return f"{self.name}: {self.method} in {where}, dim {self.dim}, std {self.std:.3g}{extra}"
 
 

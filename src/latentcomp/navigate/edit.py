@@ -146,10 +146,12 @@ def navigate(
     refine: int = 0,
     units: str = "std",
     check_generator: bool = True,
+    refine_method: str = "adam",
 ) -> NavigateResult:
     """Edit real images: invert with the pipeline's regressor (a list of images = the parts of a collage,
-    composed first), optionally refine the latent for `refine` steps, move along `direction` by each
-    strength, generate."""
+    composed first), optionally refine the latent for `refine` steps (`refine_method` adam, lbfgs or
+    in-domain: the latter keeps the latent where the regressor lands, meant for editing), move along
+    `direction` by each strength, generate."""
     t0 = time.perf_counter()
     if (
         check_generator
@@ -165,12 +167,17 @@ def navigate(
         )
     strengths = [float(strengths)] if isinstance(strengths, int | float) else [float(s) for s in strengths]
     if isinstance(images, list | tuple) and len(images) > 1:
-        res = pipe.compose(list(images), list(masks) if masks is not None else None, refine=refine)
+        res = pipe.compose(
+            list(images),
+            list(masks) if masks is not None else None,
+            refine=refine,
+            refine_method=refine_method,
+        )
         latent, collage, mask = res.latent.to(pipe.device), res.collage, res.mask
     else:
         x = images[0] if isinstance(images, list | tuple) else images
         m = masks[0] if isinstance(masks, list | tuple) else masks
-        res = pipe.compose([x], [m], refine=refine)
+        res = pipe.compose([x], [m], refine=refine, refine_method=refine_method)
         latent, collage, mask = res.latent.to(pipe.device), res.collage, res.mask
     G = pipe.generator
     with torch.no_grad():

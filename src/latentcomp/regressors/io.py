@@ -132,6 +132,9 @@ def load_regressor(
     is missing, unreadable or does not match its config raises `LatentcompError` naming the file."""
     from safetensors import safe_open
 
+    from ..devices import parse_device
+
+    device = parse_device(device)
     weights = resolve_regressor_file(src)
     try:
         with safe_open(str(weights), framework="pt", device="cpu") as f:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -28,6 +29,11 @@ from ..masks import check_mask
 BACKBONES = ("small", "resnet18", "resnet34")
 SPACES = ("z", "w", "w+")
 CONFIG_VERSION = 1
+# sane bounds for config values, checked before any layer is allocated (a config file could ask for a
+# head of 10^12 weights, or a negative width, which would fail deep inside torch or exhaust memory)
+CONFIG_BOUNDS = {"resolution": (4, 8192), "channels": (1, 4), "num_ws": (0, 64), "w_dim": (0, 8192),
+                 "input_size": (4, 2048)}  # fmt: skip
+MAX_LATENT_VALUES = 1 << 20  # numbers per latent (the head's outputs), e.g. 18 x 512 for a 1024 px StyleGAN2
 
 
 class SmallConvNet(nn.Module):
@@ -113,6 +119,10 @@ class Regressor(nn.Module):
         out_shape: tuple[int, ...] | list[int] | None = None,
     ):
         super().__init__()
+        check_config_values(
+            resolution=resolution, channels=channels, num_ws=num_ws, w_dim=w_dim, input_size=input_size,
+            latent_shape=latent_shape, out_shape=out_shape,
+        )  # fmt: skip
         if space not in SPACES:
             raise LatentcompError(f"unknown latent space {space!r}; accepted: {', '.join(SPACES)}")
         if backbone not in BACKBONES:
@@ -229,6 +239,30 @@ class Regressor(nn.Module):
             raise LatentcompError("this regressor records no generator spec; load the generator yourself")
         check_recorded_spec(self.generator_spec, trust_code, getattr(self, "source", "") or "this regressor")
         return load_generator(self.generator_spec, device=str(device) if device is not None else None)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def check_config_values(latent_shape, out_shape=None, **values) -> None:
+    """Refuse config values outside CONFIG_BOUNDS and latent shapes that are not 1 to MAX_LATENT_VALUES
+    positive whole numbers, with one line naming the value and what is accepted."""
+    for name, v in values.items():
+        if v is None and name == "input_size":
+            continue
+        lo, hi = CONFIG_BOUNDS[name]
+        if not _is_int(v) or not lo <= v <= hi:
+            raise LatentcompError(f"{name} {v!r} is out of range; accepted: a whole number from {lo} to {hi}")
+    for name, shape in (("latent_shape", latent_shape), ("out_shape", out_shape)):
+        if shape is None and name == "out_shape":
+            continue
+        dims = list(shape) if isinstance(shape, list | tuple | torch.Size) else None
+        if not dims or not all(_is_int(d) and d >= 1 for d in dims) or math.prod(dims) > MAX_LATENT_VALUES:
+            raise LatentcompError(
+                f"{name} {shape!r} is not a latent shape; accepted: a list of positive whole numbers with at "
+                f"most {MAX_LATENT_VALUES:,} values in all"
+            )
 
 
 CODE_RUNNING_KINDS = ("python",)  # generator kinds whose loader imports and runs user code

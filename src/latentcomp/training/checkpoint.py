@@ -52,6 +52,20 @@ def atomic_save_safetensors(
     return atomic_write_bytes(path, data)
 
 
+def read_json_object(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """A JSON file that must hold an object (a run's config.json), or a one-line LatentcompError."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LatentcompError(f"{what} file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise LatentcompError(f"{what} {path} is not valid JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(obj, dict):
+        raise LatentcompError(f"{what} {path} holds a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
 # -- RNG state ---------------------------------------------------------------------------------------
 def capture_rng_state() -> dict[str, Any]:
     """RNG states of Python, NumPy and torch (CPU, every CUDA device), as weights_only-safe values."""
@@ -96,10 +110,6 @@ def save_state(path: str | Path, **state: Any) -> Path:
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise LatentcompError(f"training state file not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user-facing error
-        raise LatentcompError(f"cannot read training state {path}: {type(e).__name__}: {e}") from e
+    from ..safe_pickle import load_weights_only
+
+    return load_weights_only(path, "training state", map_location)

@@ -14,11 +14,10 @@ exported to `RUN/generator.safetensors` (+ `.json`), which `load_generator("KIND
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -27,8 +26,9 @@ from torch import nn
 
 from ..errors import LatentcompError
 from ..io import atomic_write
+from ..outputs import check_run_folder
 from .augment import IGNORE, augment, parse_policy
-from .checkpoint import atomic_torch_save, atomic_write_json, load_state
+from .checkpoint import atomic_torch_save, atomic_write_json, load_state, read_json_object
 from .discriminator import Discriminator
 
 
@@ -54,6 +54,7 @@ class GANConfig:
     augment: str = ""  # DiffAugment policy for D's inputs, e.g. "color,translation,cutout"
     seg_weight: float = 0.0  # weight of D's per-pixel part / fake loss (toyfaces only); 0 = off
     init_generator: str = ""  # warm start: a generator spec or exported file of the same architecture
+    d_warmup: int = 0  # first steps train D only (a fresh D beside a warm-started G would mislead G)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,20 +201,32 @@ def _rng_state(gen: torch.Generator) -> dict:
 
 
 class GANTrainer:
-    def __init__(self, cfg: GANConfig, out: Path, resume: bool = False):
+    def __init__(self, cfg: GANConfig, out: Path, resume: bool = False, overwrite: bool = False):
         self.cfg, self.out = cfg, Path(out)
         ckpt_path = self.out / "checkpoint.pt"
         if resume:
             if not ckpt_path.is_file():
                 raise LatentcompError(f"--resume: no checkpoint at {ckpt_path}")
             state = load_state(ckpt_path)  # read first: a bad checkpoint stops before anything is written
-            saved = json.loads((self.out / "config.json").read_text())
-            self.cfg = cfg = GANConfig(**{**saved, "steps": cfg.steps})
-        elif ckpt_path.exists():
+            saved = read_json_object(self.out / "config.json", "run config")
+            unknown = sorted(set(saved) - {f.name for f in fields(GANConfig)})
+            if unknown:
+                raise LatentcompError(
+                    f"--resume: {self.out / 'config.json'} has unknown keys {', '.join(unknown)}; "
+                    "it was not written by this version of latentcomp gan train"
+                )
+            # the step target and the device are choices of this call; the recipe is the run's
+            self.cfg = cfg = GANConfig(**{**saved, "steps": cfg.steps, "device": cfg.device})
+        elif ckpt_path.exists() and not overwrite:
             raise LatentcompError(
-                f"{self.out} already holds a run; pass --resume to continue it or pick a new --out"
+                f"{self.out} already holds a run; pass --resume to continue it, --overwrite to start a new "
+                "one over it, or pick a new --out"
             )
+        else:
+            check_run_folder(self.out, state_file=ckpt_path.name, overwrite=overwrite)
         self.augment_policy = parse_policy(cfg.augment)  # checked before anything is written
+        if overwrite and not resume:
+            ckpt_path.unlink(missing_ok=True)  # the old run's checkpoint must not be resumed later
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.out / "config.json", asdict(cfg))
 
@@ -320,6 +333,9 @@ class GANTrainer:
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
+        if self.step < cfg.d_warmup:
+            self.step += 1
+            return logs
         # generator: non-saturating loss (+ every pixel should look like a real part)
         g_logits, g_seg = self.discriminate(generate(self.G, cfg, self.noise()), fake=True)
         g_loss = F.softplus(-g_logits).mean()

@@ -40,13 +40,18 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import parse_device
 from ..errors import LatentcompError
 from ..masks import MASK_KINDS, MaskSampler
+from ..outputs import check_run_folder
 from ..regressors import Regressor, build_regressor, save_regressor
 from .checkpoint import atomic_write_json, capture_rng_state, load_state, restore_rng_state, save_state
 
 STATE_FILE = "state.pt"
 STATE_VERSION = 1
+# what a run writes besides tb/; --overwrite removes them first, so that no old weights stay beside a new
+# config.json if the new run stops before its first checkpoint
+RUN_FILES = ("config.json", "best.safetensors", "last.safetensors", STATE_FILE, "metrics.json")
 
 
 @dataclass
@@ -86,10 +91,11 @@ class TrainConfig:
     progress: bool = True
     resume: bool = False
     init: str | None = None  # start from this regressor's weights (fine-tuning, e.g. for a newer G)
+    overwrite: bool = False  # start a new run in a folder that holds files (replacing them)
 
     # options that may change when a run is resumed; all others must match the saved run
     RESUMABLE_CHANGES = ("out", "steps", "eval_every", "device", "log_every", "tensorboard", "progress",
-                         "resume", "lpips_weights", "real", "max_minutes", "init")  # fmt: skip
+                         "resume", "lpips_weights", "real", "max_minutes", "init", "overwrite")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,10 +106,12 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def validate(self) -> None:
+        self._check_types()
         if not self.out:
             raise LatentcompError("--out RUN is required (the run folder)")
-        if self.steps < 0 or self.batch < 1 or self.eval_every < 1 or self.test_size < 1:
-            raise LatentcompError("--steps must be >= 0 and --batch, --eval-every, --test-size >= 1")
+        for name, low in (("steps", 0), ("batch", 1), ("eval_every", 1), ("test_size", 1)):
+            if (v := getattr(self, name)) < low:
+                raise LatentcompError(f"--{name.replace('_', '-')} must be at least {low}; got {v}")
         if self.mask_kind not in MASK_KINDS:
             raise LatentcompError(
                 f"unknown --mask-kind {self.mask_kind!r}; accepted: {', '.join(MASK_KINDS)}"
@@ -124,6 +132,24 @@ class TrainConfig:
             raise LatentcompError("--real-fraction needs --real DIR (a folder of images)")
         if self.lr <= 0:
             raise LatentcompError(f"--lr must be > 0; got {self.lr}")
+
+    def _check_types(self) -> None:
+        """Every option of the type its field declares (a resumed run reads them from config.json)."""
+        accepted = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+        for f in dataclasses.fields(self):
+            kinds = [t.strip() for t in str(f.type).split("|")]
+            v = getattr(self, f.name)
+            if v is None and "None" in kinds:
+                continue
+            if not any(
+                isinstance(v, accepted[k]) and (k == "bool" or not isinstance(v, bool))
+                for k in kinds
+                if k in accepted
+            ):
+                raise LatentcompError(
+                    f"--{f.name.replace('_', '-')} must be {' or '.join(kinds)}; got {v!r} "
+                    "(from the command line or the run's config.json)"
+                )
 
 
 @dataclass
@@ -213,9 +239,9 @@ class DistInfo:
 def setup_distributed(device: str) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun describes (WORLD_SIZE > 1) and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device != "auto":
+        device = str(parse_device(device, "--device"))
     want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LatentcompError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     info = DistInfo()
     if world > 1 or (dist.is_available() and dist.is_initialized()):
         if not dist.is_initialized():
@@ -268,15 +294,19 @@ class RealImages:
             return self._cache[i]
         from PIL import Image
 
+        from ..io import open_image
+
         p = self.files[i]
         try:
-            with Image.open(p) as im:
+            with open_image(p, "--real image") as im:
                 im = im.convert("L" if self.channels == 1 else "RGB")
                 w, h = im.size
                 s = min(w, h)
                 im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
                 im = im.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS)
                 arr = np.asarray(im, dtype=np.float32)
+        except LatentcompError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise LatentcompError(f"--real: cannot read image {p}: {e}") from e
         t = torch.from_numpy(arr.copy()).reshape(self.resolution, self.resolution, -1).permute(2, 0, 1)
@@ -298,15 +328,17 @@ class RegressorTrainer:
         cfg.validate()
         self.cfg = cfg
         self.run_dir = Path(cfg.out).expanduser()
+        state_path = self.run_dir / STATE_FILE
+        # checked by every process before any joins the group, so before rank 0 can write a file
+        if state_path.is_file() and not (cfg.resume or cfg.overwrite):
+            raise LatentcompError(
+                f"{self.run_dir} already holds a training run ({STATE_FILE}); pass --resume to continue "
+                "it, --overwrite to start a new one over it, or choose another --out"
+            )
+        check_run_folder(self.run_dir, state_file=STATE_FILE, resume=cfg.resume, overwrite=cfg.overwrite)
         self.dist, self.device = setup_distributed(cfg.device)
         self.state: dict[str, Any] | None = None
-        state_path = self.run_dir / STATE_FILE
-        if state_path.is_file():
-            if not cfg.resume:
-                raise LatentcompError(
-                    f"{self.run_dir} already holds a training run ({STATE_FILE}); "
-                    "pass --resume to continue it or choose another --out"
-                )
+        if state_path.is_file() and cfg.resume:
             self.state = load_state(state_path)
         elif cfg.resume and self.dist.is_main:
             _log(f"--resume: no {STATE_FILE} in {self.run_dir}; starting a new run")
@@ -570,6 +602,9 @@ class RegressorTrainer:
         cfg = self.cfg
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if cfg.overwrite and self.state is None:
+                for name in RUN_FILES:
+                    (self.run_dir / name).unlink(missing_ok=True)
             atomic_write_json(self.run_dir / "config.json", self._run_config())
         self.writer = self._open_writer()
         last_test: dict[str, float] = {}

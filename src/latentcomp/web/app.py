@@ -40,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import LatentcompError
+from ..io import DEFAULT_MAX_PIXELS
 from .images import ApiError, encode_png, load_exact, load_mask, load_upload
 from .worker import Busy, InferenceWorker
 
@@ -47,8 +48,7 @@ log = logging.getLogger("latentcomp.web")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 4096 * 4096
-MAX_SEED = 2**31 - 1
+MAX_SEED = 2**63 - 1  # the CLI's --seed limit too: a seed means the same image in both
 INLINE_DECODE_CHARS = 64 * 1024  # base64 inputs up to this size are decoded on the event loop
 
 CSP = (

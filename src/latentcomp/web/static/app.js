@@ -122,7 +122,8 @@
     buttons.forEach((b) => (b.disabled = true));
     try {
       const r = await api(`/api/samples?seed=${seed}&n=${n}`);
-      for (const s of r.samples) await addSource(`seed ${s.seed}`, s.image);
+      // labels from the request: JSON numbers lose digits past 2^53, seeds go to 2^63 - 1
+      for (const [k, s] of r.samples.entries()) await addSource(`seed ${BigInt(seed) + BigInt(k)}`, s.image);
       return r.samples.length;
     } catch (e) {
       setStatus(`samples: ${e.message}`, true);
@@ -505,8 +506,11 @@
       await addSamples(seed, 4);
     });
     $("add-seed").addEventListener("click", async () => {
-      const seed = Math.round(Number($("seed-input").value));
-      if (!Number.isFinite(seed) || seed < 0) return setStatus("seed must be a whole number ≥ 0", true);
+      const text = $("seed-input").value.trim();  // sent as typed: a Number would round seeds past 2^53
+      if (!/^\d+$/.test(text) || BigInt(text) > 2n ** 63n - 1n) {
+        return setStatus("seed must be a whole number from 0 to 9223372036854775807", true);
+      }
+      const seed = BigInt(text).toString();
       if (await addSamples(seed, 1)) selectSource(state.sources.length - 1);
     });
     $("upload-input").addEventListener("change", (e) => {

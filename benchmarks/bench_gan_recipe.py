@@ -76,7 +76,9 @@ import json, sys, torch
 torch.set_num_threads(1)
 from latentcomp.generators import load_generator
 from latentcomp.metrics.generator_quality import generator_quality
-r = generator_quality(load_generator(sys.argv[1]), n=int(sys.argv[2]), seed=0)
+from latentcomp.metrics.second_view import BUNDLED, load_second_view
+view = load_second_view("builtin") if BUNDLED.is_file() else None
+r = generator_quality(load_generator(sys.argv[1]), n=int(sys.argv[2]), seed=0, second_view=view)
 print(json.dumps(r))
 """
 
@@ -188,11 +190,13 @@ def main() -> None:
             name, common.fmt(t.get("steps"), "d"), common.fmt(img_s), common.fmt(100 * share, ".0f") + "%",
             common.fmt(q.get("max_marginal_gap_pp")) + f" ({worst})",
             common.fmt(q.get("confidence_samples"), ".3f"),
-            common.fmt(q.get("fid_samples_vs_renders"), ".1f"), q.get("error", t.get("error", "")),
+            common.fmt(q.get("fid_samples_vs_renders"), ".1f"),
+            common.fmt(q.get("fid2_samples_vs_renders"), ".1f"), q.get("error", t.get("error", "")),
         ])
     common.print_table(
         f"GAN recipe ablation: {args.arch}, {args.minutes:g} min on 1 thread per variant, n = {args.n}",
-        ["variant", "steps", "img/s", "of peak", "max gap pp", "confidence", "domain FID", "error"], rows,
+        ["variant", "steps", "img/s", "of peak", "max gap pp", "confidence", "domain FID", "FID (2nd view)",
+         "error"], rows,
     )
     out = {"machine": common.machine(), "arch": args.arch, "minutes": args.minutes, "n": args.n,
            "init": args.init or f"builtin:toyfaces-{args.arch}", "fp32_peak_1t_gflop_s": peak / 1e9,

@@ -161,3 +161,17 @@ def test_discriminator_warmup_leaves_the_generator_alone(tmp_path):
     assert not all(torch.equal(d0[k], v) for k, v in trainer.D.state_dict().items())
     assert "loss/g" in trainer.train_step()
     assert not all(torch.equal(g0[k], v) for k, v in trainer.G.named_parameters())
+
+
+def test_resume_takes_the_device_of_this_call_and_refuses_unknown_keys(tmp_path):
+    import json
+
+    GANTrainer(tiny("dcgan", 2), tmp_path / "r").train(progress=False, log_dir=False)
+    cfg_file = tmp_path / "r" / "config.json"
+    saved = json.loads(cfg_file.read_text())
+    cfg_file.write_text(json.dumps({**saved, "device": "cuda"}))  # as if the last leg ran on a GPU
+    resumed = GANTrainer(tiny("dcgan", 4), tmp_path / "r", resume=True)
+    assert resumed.device.type == "cpu" and resumed.step == 2
+    cfg_file.write_text(json.dumps({**saved, "colour": 1}))
+    with pytest.raises(LatentcompError, match="unknown keys colour"):
+        GANTrainer(tiny("dcgan", 4), tmp_path / "r", resume=True)

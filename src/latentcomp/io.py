@@ -465,3 +465,30 @@ def save_mask(mask: torch.Tensor, path: str | Path) -> Path:
     """Write a mask (1, H, W) or (1, 1, H, W) in {0, 1} as a black/white PNG (white = known)."""
     m = mask.detach().float().cpu().reshape(-1, *mask.shape[-2:])[:1]
     return save_image(m * 2 - 1, path)
+
+
+def load_part_map(path: str | Path, num_parts: int | None = None, what: str = "part map") -> torch.Tensor:
+    """Read a part map -> (H, W) long of part ids: an indexed (palette) PNG such as `latentcomp data
+    render` writes (the palette index is the id), or a grayscale image whose values are the ids.
+    `num_parts` bounds the ids (an id outside [0, num_parts) is an error naming the file)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise LatentcompError(f"{what} file not found: {p}")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            mode = im.mode
+            ids = np.asarray(im if mode in ("P", "L") else im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise LatentcompError(f"{what} {p} is not a readable image ({_short(e)})") from None
+    if mode not in ("P", "L"):
+        raise LatentcompError(
+            f"{what} {p} is a {mode} image; expected an indexed (palette) or grayscale PNG whose pixel "
+            "values are part ids, as `latentcomp data render` writes (NNNNNN_parts.png)"
+        )
+    t = torch.from_numpy(ids.astype(np.int64))
+    if num_parts is not None and int(t.max()) >= num_parts:
+        raise LatentcompError(
+            f"{what} {p} holds part id {int(t.max())}; expected ids 0-{num_parts - 1}"
+        )
+    return t

@@ -254,3 +254,42 @@ class MaskSampler:
             draws = torch.rand((n,), generator=_cpu_generator(generator))[sel]
             m = with_unmasked(m, self.unmasked_fraction, draws=draws)
         return m
+
+
+# ---------------------------------------------------------------- masks a user asks for by hand
+
+
+def box_mask(size: Size, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """(1, 1, H, W): known inside the pixel box (left, top, right, bottom), right and bottom exclusive."""
+    h, w = _hw(size)
+    left, top, right, bottom = (int(v) for v in box)
+    if not (0 <= left < right <= w and 0 <= top < bottom <= h):
+        raise LatentcompError(
+            f"rectangle {left},{top},{right},{bottom} does not fit a {w}x{h} image; expected "
+            f"0 <= LEFT < RIGHT <= {w} and 0 <= TOP < BOTTOM <= {h}"
+        )
+    m = torch.zeros(1, 1, h, w)
+    m[..., top:bottom, left:right] = 1
+    return m
+
+
+def parts_mask(partmap: torch.Tensor, parts, names: list[str] | None = None) -> torch.Tensor:
+    """(1, 1, H, W): known where the part map (H, W) of ids shows one of `parts` (ids, or names looked up
+    in `names`, e.g. toyfaces' PARTS)."""
+    ids = []
+    for p in parts:
+        if isinstance(p, str) and not p.isdigit():
+            if names is None or p not in names:
+                raise LatentcompError(f"unknown part {p!r}; accepted: {', '.join(names or [])}")
+            ids.append(names.index(p))
+        else:
+            ids.append(int(p))
+    return torch.isin(partmap.long(), torch.tensor(ids)).float()[None, None]
+
+
+def threshold_mask(image: torch.Tensor, level: float = 0.5) -> torch.Tensor:
+    """(N, 1, H, W): known where an image (N, C, H, W) in [-1, 1] is at least `level` bright (0 = black,
+    1 = white; the mean over channels). Paint white over what to keep in any image editor, then threshold."""
+    if not 0 <= level <= 1:
+        raise LatentcompError(f"threshold level must be in [0, 1]; got {level}")
+    return ((image.float().mean(1, keepdim=True) + 1) / 2 >= level).float()

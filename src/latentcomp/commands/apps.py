@@ -15,6 +15,11 @@ MODEL_HELP = (
 )
 
 OVERWRITE_HELP = "Allow --out to be one of the input files (it is then replaced by the result)."
+REFINE_METHOD_HELP = (
+    "Refinement optimiser: adam, lbfgs, or in-domain (Adam that also keeps the latent where the regressor "
+    "maps its own image, ||l - E(G(l))||; Zhu et al. 2020)."
+)
+DOMAIN_WEIGHT_HELP = "Weight of the in-domain term ||l - E(G(l))||^2 (--refine-method in-domain only)."
 
 GENERATOR_HELP = (
     "Generator spec to pair with --model instead of the one the model file records (needed for a "
@@ -68,6 +73,16 @@ def _check_output(out: Path) -> None:
         raise LatentcompError(f"--out {out} is a folder; give a file name such as {out / 'out.png'}")
 
 
+def _check_refine(method: str, domain_weight: float) -> None:
+    """Refuse a bad --refine-method / --domain-weight before any model loads."""
+    from ..edit.refine import OptimConfig
+
+    try:
+        OptimConfig(method=method, domain_weight=domain_weight).check()
+    except LatentcompError as e:
+        raise LatentcompError(f"--refine-method / --domain-weight: {e}") from None
+
+
 def _side(out: Path, tag: str) -> Path:
     return out.with_name(f"{out.stem}_{tag}{out.suffix}")
 
@@ -118,7 +133,8 @@ def compose(
     out: Path = typer.Option(..., help="Output image (.png, .jpg, .webp)."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
     refine: int = typer.Option(0, help="Latent refinement steps after the regressor (0 = off)."),
-    refine_method: str = typer.Option("adam", help="Refinement optimiser: adam or lbfgs."),
+    refine_method: str = typer.Option("adam", help=REFINE_METHOD_HELP),
+    domain_weight: float = typer.Option(0.5, help=DOMAIN_WEIGHT_HELP),
     finetune: int = typer.Option(0, help="Per-input regressor fine-tuning steps first (0 = off)."),
     paste: bool = typer.Option(False, help="Paste the known pixels of the collage back onto the output."),
     save_inputs: bool = typer.Option(False, help="Also write OUT_collage and OUT_mask next to the output."),
@@ -139,6 +155,7 @@ def compose(
     ]
     check_not_inputs(outputs, inputs, overwrite)
     _check_output(out)
+    _check_refine(refine_method, domain_weight)
     pipe = _pipe(model, device, generator, iterations)
     imgs, masks = [], []
     for i, (path, mpath) in enumerate(pairs):
@@ -146,7 +163,14 @@ def compose(
         imgs.append(img)
         masks.append(m)
     res = pipe.compose(
-        imgs, masks, refine=refine, refine_method=refine_method, finetune=finetune, paste=paste, seed=seed
+        imgs,
+        masks,
+        refine=refine,
+        refine_method=refine_method,
+        finetune=finetune,
+        paste=paste,
+        seed=seed,
+        domain_weight=domain_weight,
     )
     io.save_image(res.image[0], out)
     extra = ""
@@ -176,6 +200,8 @@ def inpaint(
     method: str = typer.Option("auto", help="Multimodal method: auto, fill or style (w+ models)."),
     paste: bool = typer.Option(False, help="Keep the known pixels exactly (paste them back)."),
     refine: int = typer.Option(0, help="Latent refinement steps (0 = off)."),
+    refine_method: str = typer.Option("adam", help=REFINE_METHOD_HELP),
+    domain_weight: float = typer.Option(0.5, help=DOMAIN_WEIGHT_HELP),
     batch: int = typer.Option(32, help="Images per forward pass in batch mode."),
     compile: bool = typer.Option(
         False, "--compile", help="torch.compile E and G first: slower start, faster on large folders."
@@ -208,6 +234,7 @@ def inpaint(
             raise LatentcompError(f"--out {out} must be a folder when --image is a folder")
     else:
         _check_output(out)
+    _check_refine(refine_method, domain_weight)
     pipe = _pipe(model, device, generator, iterations).set_regressor_precision(regressor_precision)
     if compile:
         pipe.compile()
@@ -217,20 +244,33 @@ def inpaint(
         if m is not None and bool((m == 1).all()):
             io.print_notice(f"mask {mask_path} keeps every pixel; the output is a reconstruction")
         loaded.append((img_path, img, m))
-    written, divs, errs = 0, [], []
+    written, divs, errs, gan_errs = 0, [], [], []
     for start in range(0, len(loaded), max(1, batch)):
         chunk = loaded[start : start + batch]
         x = torch.cat([c[1] for c in chunk])
         m = torch.cat([c[2] if c[2] is not None else torch.ones_like(c[1][:, :1]) for c in chunk])
-        res = pipe.inpaint(x, m, n=n, seed=seed, method=method, paste=paste, refine=refine)
+        res = pipe.inpaint(
+            x,
+            m,
+            n=n,
+            seed=seed,
+            method=method,
+            paste=paste,
+            refine=refine,
+            refine_method=refine_method,
+            domain_weight=domain_weight,
+        )
         for i, (path, _, _) in enumerate(chunk):
             for k in range(n):
                 io.save_image(res.images[i, k], _inpaint_target(out, path, k, n, folder_mode))
                 written += 1
         divs += [float(v) for v in res.diversity]
-        errs += [float(v) for v in res.known_error.mean(1)]
+        errs += [float(v) for v in res.output_known_error.mean(1)]
+        gan_errs += [float(v) for v in res.known_error.mean(1)]
     where = out if folder_mode or n == 1 else f"{_side(out, 'k0')} ... {_side(out, f'k{n - 1}').name}"
     msg = f"wrote {written} image(s) to {where}: known-pixel L1 {sum(errs) / len(errs):.4f}"
+    if paste:
+        msg += f" (pasted; the generator's output before pasting: {sum(gan_errs) / len(gan_errs):.4f})"
     if n > 1:
         msg += f", diversity (pairwise L1 in the hidden region) {sum(divs) / len(divs):.4f}"
     print(msg)
@@ -252,6 +292,8 @@ def edit(
     out: Path = typer.Option(..., help="Output image."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
     refine: int = typer.Option(0, help="Latent refinement steps (0 = off)."),
+    refine_method: str = typer.Option("adam", help=REFINE_METHOD_HELP),
+    domain_weight: float = typer.Option(0.5, help=DOMAIN_WEIGHT_HELP),
     paste: bool = typer.Option(False, help="Keep the target's pixels outside the region exactly."),
     save_inputs: bool = typer.Option(False, help="Also write OUT_collage next to the output."),
     iterations: int = typer.Option(None, help=ITERATIONS_HELP),
@@ -265,16 +307,68 @@ def edit(
     inputs = [("target image", image), ("example image", example), ("region mask", region)]
     check_not_inputs(outputs, inputs, overwrite)
     _check_output(out)
+    _check_refine(refine_method, domain_weight)
     pipe = _pipe(model, device, generator, iterations)
     tgt = io.load_image(image, size=pipe.resolution, channels=pipe.channels, what="target image")
     ex = io.load_image(example, size=pipe.resolution, channels=pipe.channels, what="example image")
     w, h = io.image_size(image)
     r = io.load_mask(region, size=pipe.resolution, image_hw=(h, w), what="region mask")
-    res = pipe.edit(tgt, ex, r, refine=refine, paste=paste)
+    res = pipe.edit(
+        tgt, ex, r, refine=refine, paste=paste, refine_method=refine_method, domain_weight=domain_weight
+    )
     io.save_image(res.image[0], out)
     if save_inputs:
         io.save_image(res.collage[0], _side(out, "collage"))
     print(f"wrote {out}: region {float(r.mean()) * 100:.0f}% of the image, {res.seconds:.2f} s")
+
+
+def invert(
+    model: str = typer.Option("toyfaces", help=MODEL_HELP),
+    generator: str = typer.Option(None, help=GENERATOR_HELP),
+    image: Path = typer.Option(..., help="Image to invert."),
+    mask: Path = typer.Option(None, help="Known-pixel mask (white = keep); default: every pixel known."),
+    out: Path = typer.Option(..., help="Output image: the reconstruction."),
+    layer: str = typer.Option(
+        None,
+        help="Invert into this feature layer's activation instead of the latent (Bau et al.; 'auto' = the "
+        "first spatial layer at least 1/8 of the image size). Also writes OUT_latent (the latent "
+        "reconstruction of the same budget) and OUT_gap (where the two differ: what the GAN cannot draw).",
+    ),
+    steps: int = typer.Option(100, help="Optimisation steps (layer-wise, and the latent's refinement)."),
+    refine_method: str = typer.Option("adam", help=REFINE_METHOD_HELP + " Without --layer only."),
+    device: str = typer.Option(None, help="Torch device [default: cpu]."),
+):
+    """Reconstruct an image through the GAN: regressor (+ refinement) into the latent, or into an
+    intermediate layer with --layer (layer-wise inversion)."""
+    from .. import io
+
+    _check_output(out)
+    if steps < 0:
+        raise LatentcompError(f"--steps must be >= 0; got {steps}")
+    _check_refine(refine_method, 0.5)
+    pipe = _pipe(model, device, generator)
+    img, m = _load_pair(image, mask, pipe, "image")
+    if layer is None:
+        res = pipe.compose([img], [m], refine=steps, refine_method=refine_method)
+        io.save_image(res.image[0], out)
+        print(
+            f"wrote {out}: latent inversion, known-pixel L1 {float(res.known_error[0]):.4f}, "
+            f"{res.seconds:.2f} s"
+        )
+        return
+    from ..edit.layerwise import invert_layer
+
+    res = invert_layer(pipe, img, m, layer=layer, steps=steps, progress=True)
+    gap = (res.image - res.latent_image).abs().mean(1, keepdim=True)
+    gap = (gap / gap.max().clamp(min=1e-6)) * 2 - 1
+    io.save_image(res.image[0], out)
+    io.save_image(res.latent_image[0], _side(out, "latent"))
+    io.save_image(gap[0].expand(3, -1, -1).contiguous() if pipe.channels == 3 else gap[0], _side(out, "gap"))
+    print(
+        f"wrote {out} (+ {_side(out, 'latent').name}, {_side(out, 'gap').name}): layer-wise inversion into "
+        f"{res.layer}, known-pixel L1 {float(res.known_l1[0]):.4f} vs {float(res.latent_known_l1[0]):.4f} "
+        f"for the latent, {res.seconds:.2f} s"
+    )
 
 
 def demo(
@@ -302,4 +396,5 @@ def register(app) -> None:
     app.command("compose")(compose)
     app.command("inpaint")(inpaint)
     app.command("edit")(edit)
+    app.command("invert")(invert)
     app.command("demo")(demo)

@@ -16,7 +16,12 @@ MODEL_HELP = (
 ANALYZER_HELP = "Classifier that labels samples (supervised directions): builtin:toyfaces-analyzer or a path."
 
 directions_app = typer.Typer(
-    help="Editing directions: compute (PCA, SeFa, supervised), list, evaluate.", no_args_is_help=True
+    help="Editing directions: compute (PCA, SeFa, supervised, geometric, steer), list, evaluate, geometry.",
+    no_args_is_help=True,
+)
+TRANSFORM_HELP = (
+    "geometric / steer: transforms, comma-separated, from shift_x, shift_y, zoom, rotate, brightness "
+    "(steer only) (default: all)."
 )
 
 
@@ -72,7 +77,10 @@ def compute(
         ..., help="Directions folder; the set is written as OUT/NAME.safetensors + .json."
     ),
     method: str = typer.Option(
-        ..., help="pca (GANSpace), sefa (closed form) or supervised (linear boundaries)."
+        ...,
+        help="pca (GANSpace), sefa (closed form), supervised (linear boundaries), geometric (closed-form "
+        "zoom / shift / rotate walks from the first layer, Spingarn-Eliezer et al.) or steer (walks "
+        "optimised so that G(l + a w) matches the transformed G(l), Jahanian et al.).",
     ),
     generator: str = typer.Option(None, help="Generator spec, e.g. builtin:toyfaces-stylegan2."),
     model: str = typer.Option(None, help=MODEL_HELP + " (its generator is used)."),
@@ -83,8 +91,12 @@ def compute(
     layer: str = typer.Option(
         None,
         help="PCA of this feature layer's activations, lifted back (GANSpace); "
-        "'latent' = PCA of the latents (default: w, or the first layer for a normal z).",
+        "'latent' = PCA of the latents (default: w, or the first layer for a normal z). "
+        "geometric: the layer whose activations are transformed (default: the first).",
     ),
+    transform: str = typer.Option(None, help=TRANSFORM_HELP),
+    steps: int = typer.Option(200, help="steer: Adam steps per walk."),
+    batch: int = typer.Option(8, help="steer: latents per step."),
     target: list[str] = typer.Option(
         None,
         help="Supervised: ATTR=VALUE (repeatable; VALUE 'any' = every "
@@ -93,8 +105,8 @@ def compute(
     condition: list[str] = typer.Option(
         None,
         help="Supervised: also write NAME_cond directions with these "
-        "directions projected out (repeatable target names, or 'all' = each "
-        "target conditioned on all the others).",
+        "directions projected out (repeatable ATTR=VALUE names, or 'all' = each "
+        "target conditioned on every other attribute).",
     ),
     analyzer: str = typer.Option("builtin:toyfaces-analyzer", help=ANALYZER_HELP),
     boundary: str = typer.Option("svm", help="Supervised boundary: svm (LinearSVC) or logreg."),
@@ -153,10 +165,43 @@ def compute(
         )
         if condition:
             conds = None if list(condition) == ["all"] else list(condition)
-            dirs = dirs + nav.conditional_set(dirs, samples.latents, conds)
+            fit = dict(method=boundary, C=c, generator=G.spec, layers=lay, seed=seed)
+            pool = nav.condition_pool(samples, an.attribute_values, dirs, conds, **fit)
+            cond = nav.conditional_set(dirs, samples.latents, conds, pool=pool)
+            if not cond:
+                raise LatentcompError(
+                    f"--condition {' '.join(condition)} leaves no other direction to condition "
+                    f"{', '.join(d.name for d in dirs)} on; name another ATTR=VALUE or use 'all'"
+                )
+            dirs = dirs + cond
         info.update(analyzer=analyzer, samples=n or 1000, boundary=boundary, C=c)
+    elif method == "geometric":
+        from ..navigate.geometry import closed_form_directions
+
+        dirs = closed_form_directions(
+            G, transform, space=sp, layer=layer, n=n or 64, seed=seed, progress=True
+        )
+        info.update(samples=n or 64, layer=dirs[0].meta["layer"])
+    elif method == "steer":
+        import sys
+
+        from ..navigate.geometry import steer_directions
+
+        dirs = steer_directions(
+            G,
+            transform,
+            space=sp,
+            steps=steps,
+            batch=batch,
+            seed=seed,
+            progress=True,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+        )
+        info.update(steps=steps, batch=batch)
     else:
-        raise LatentcompError(f"unknown --method {method!r}; accepted: pca, sefa, supervised")
+        raise LatentcompError(
+            f"unknown --method {method!r}; accepted: pca, sefa, supervised, geometric, steer"
+        )
     path = nav.save_directions(dirs, Path(out) / set_name, info=info)
     print(
         f"wrote {path} ({len(dirs)} directions, {G.spec}, space {sp}"
@@ -168,11 +213,17 @@ def compute(
 
 
 @directions_app.command("list")
-def list_(folder: Path = typer.Argument(Path("directions"), help="Directions folder.")):
+def list_(
+    folder: Path = typer.Argument(
+        None, help="Directions folder (default: ./directions if it exists, and the bundled sets)."
+    ),
+):
     """List the direction sets of a folder and the directions in each."""
-    from ..navigate import list_directions
+    from ..navigate import bundled_directions, list_directions
 
-    sets = list_directions(folder)
+    sets = list_directions(folder or Path("directions")) if folder or Path("directions").is_dir() else {}
+    if folder is None:
+        sets.update({f"{k} (bundled)": v for k, v in bundled_directions().items()})
     if not sets:
         print(f"no direction sets in {folder}")
         return
@@ -201,6 +252,13 @@ def evaluate(
     analyzer: str = typer.Option("builtin:toyfaces-analyzer", help=ANALYZER_HELP),
     boundary: str = typer.Option("svm", help="svm or logreg."),
     compare: bool = typer.Option(True, help="Side by side with edit by example (toyfaces only)."),
+    geometry: bool = typer.Option(
+        False,
+        "--geometry",
+        help="Also compute zoom / shift / rotate / brightness walks (closed form + steer) and measure them "
+        "against the toyfaces ground truth (as `directions geometry`; adds 1-4 min per model).",
+    ),
+    geometry_steps: int = typer.Option(100, help="--geometry: Adam steps per steer walk."),
     quick: bool = typer.Option(False, help="Tiny sizes (a smoke test; the numbers mean little)."),
     figure_attributes: str = typer.Option(
         "hair_style,mouth_expression,glasses,skin_tone",
@@ -249,6 +307,8 @@ def evaluate(
             seed=seed,
             compare=compare,
             log=lambda s: print(s, file=sys.stderr, flush=True),
+            geometry=geometry,
+            geometry_steps=geometry_steps,
         )
         written = save_results(res, out)
         results.append(res)
@@ -275,6 +335,98 @@ def evaluate(
     print(f"wrote {Path(out) / 'results.md'}, {Path(out) / 'strips.png'} and {Path(out) / 'strips-all.png'}")
 
 
+@directions_app.command("geometry")
+def geometry(
+    out: Path = typer.Option(
+        ..., help="Output folder: geometry.json, geometry.md, geometry.png, directions/."
+    ),
+    generator: str = typer.Option(None, help="Generator spec, e.g. builtin:toyfaces-dcgan."),
+    model: str = typer.Option(None, help=MODEL_HELP + " (its generator is used)."),
+    walks: list[Path] = typer.Option(
+        None,
+        help="Direction set(s) with walks to evaluate (.safetensors from compute --method geometric/steer).",
+    ),
+    method: str = typer.Option(
+        "geometric,steer",
+        help="Without --walks: compute these walks first (geometric = closed form, steer = optimised).",
+    ),
+    transform: str = typer.Option(None, help=TRANSFORM_HELP),
+    space: str = typer.Option(None, help="z or w (default: w where the generator has it, else z)."),
+    n: int = typer.Option(32, help="Fresh samples each walk is measured on."),
+    steps: int = typer.Option(200, help="steer: Adam steps per walk."),
+    batch: int = typer.Option(8, help="steer: latents per step."),
+    reference: bool = typer.Option(True, help="Also read the image transforms themselves (a perfect edit)."),
+    analyzer: str = typer.Option("builtin:toyfaces-analyzer", help="Part-map analyzer (toyfaces)."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed."),
+    device: str = typer.Option(None, help="Torch device (default: cpu)."),
+):
+    """Zoom / shift / rotate / brightness walks measured against the toyfaces ground truth: the face's
+    centre, size and angle read from the analyzer's part maps, per amount asked; how far each edit can be
+    pushed before the face or its attributes are lost; interference on the other attributes."""
+    import json
+    import sys
+
+    from .. import io
+    from ..navigate import load_directions, save_directions
+    from ..navigate.edit import strip_grid
+    from ..navigate.geometry import (
+        closed_form_directions,
+        evaluate_geometry,
+        geometry_markdown,
+        geometry_strips,
+        steer_directions,
+    )
+    from ..navigate.store import _jsonable
+
+    if n < 2:
+        raise LatentcompError(f"--n must be at least 2; got {n}")
+    G = _generator(generator, model, device)
+    an = _load_analyzer(analyzer)
+    sets: dict[str, list] = {}
+    if walks:
+        for w in walks:
+            sets[Path(w).stem] = load_directions(w)
+    else:
+        methods = [m.strip() for m in method.split(",") if m.strip()]
+        bad = [m for m in methods if m not in ("geometric", "steer")]
+        if bad or not methods:
+            raise LatentcompError(
+                f"unknown --method {', '.join(bad) or '(none)'}; accepted: geometric, steer"
+            )
+        log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+        for m in methods:
+            if m == "geometric":
+                tf = transform
+                if tf is None or tf.strip().lower() == "all":
+                    tf = "shift_x,shift_y,zoom,rotate"
+                else:
+                    tf = ",".join(t for t in tf.split(",") if t.strip() != "brightness") or None
+                if tf is None:
+                    continue
+                sets["geometric"] = closed_form_directions(G, tf, space=space, seed=seed, progress=True)
+            else:
+                sets["steer"] = steer_directions(
+                    G, transform, space=space, steps=steps, batch=batch, seed=seed, progress=True, log=log
+                )
+        dd = io.ensure_dir(Path(out) / "directions")
+        for name, ds in sets.items():
+            save_directions(ds, dd / name, info={"method": name, "generator": G.spec, "seed": seed})
+    all_walks = []
+    for name, ds in sets.items():
+        for d in ds:
+            if d.meta.get("transform"):
+                d.name = f"{d.name} ({name})" if len(sets) > 1 else d.name
+                all_walks.append(d)
+    res = evaluate_geometry(G, an, all_walks, n=n, seed=seed, reference=reference, progress=True)
+    out = io.ensure_dir(out)
+    io.write_text(out / "geometry.json", json.dumps(_jsonable(res), indent=2) + "\n")
+    md = geometry_markdown(res, title=str(model or G.spec))
+    io.write_text(out / "geometry.md", md)
+    io.save_image(strip_grid(geometry_strips(G, all_walks, n=1, seed=seed)), out / "geometry.png")
+    print(md)
+    print(f"wrote {out / 'geometry.md'}, {out / 'geometry.json'} and {out / 'geometry.png'}")
+
+
 def navigate(
     model: str = typer.Option("toyfaces", help=MODEL_HELP),
     image: Path = typer.Option(None, help="Image to edit (or use --part for a collage)."),
@@ -282,15 +434,27 @@ def navigate(
     part: list[str] = typer.Option(
         None, help="IMAGE[:MASK], repeatable: compose a collage first, then move."
     ),
-    direction: str = typer.Option(..., help="NAME, SET:NAME or FILE.safetensors:NAME (see directions list)."),
-    directions: Path = typer.Option(Path("directions"), help="Directions folder to look NAME up in."),
+    direction: str = typer.Option(
+        ..., help="NAME, SET:NAME or FILE.safetensors:NAME (see directions list); ATTR for ATTR=VALUE."
+    ),
+    directions: Path = typer.Option(
+        None, help="Directions folder to look NAME up in (default: ./directions, then the bundled sets)."
+    ),
     strength: float = typer.Option(3.0, help="Strength in std of the latents along the direction."),
     strip: str = typer.Option(
         None, help="Strengths for a strip, e.g. -3,-1.5,0,1.5,3 (OUT is then the strip)."
     ),
     layers: str = typer.Option(None, help="Only move these w+ rows, e.g. 0-3 (w / w+ directions)."),
     refine: int = typer.Option(0, help="Latent refinement steps after the regressor (0 = off)."),
+    refine_method: str = typer.Option(
+        "adam", help="adam, lbfgs or in-domain (keeps the latent where the regressor lands; for editing)."
+    ),
     raw: bool = typer.Option(False, help="Strength in latent units instead of std."),
+    amount: float = typer.Option(
+        None,
+        help="Walks (compute --method geometric / steer): move by this amount of the walk's transform "
+        "instead of --strength, e.g. 0.1 = a tenth of the width for shift_x, 0.5 = 2^0.5 larger for zoom.",
+    ),
     out: Path = typer.Option(..., help="Output image (.png, .jpg, .webp)."),
     device: str = typer.Option(None, help="Torch device (default: cpu)."),
     overwrite: bool = typer.Option(False, help="Allow --out to be one of the input files."),
@@ -311,7 +475,9 @@ def navigate(
     inputs = [(w, p) for pair in specs for w, p in zip(("image", "mask"), pair, strict=True)]
     check_not_inputs([out], inputs, overwrite)
     pipe = _pipeline(model, device)
-    d = find_direction(direction, directions, generator=pipe.generator.spec)
+    if directions is not None and not directions.is_dir():
+        raise LatentcompError(f"--directions {directions} is not a folder")
+    d = find_direction(direction, directions or Path("directions"), generator=pipe.generator.spec)
     imgs, masks = [], []
     for i, (ip, mp) in enumerate(specs):
         what = "image" if image is not None else f"part {i + 1} image"
@@ -323,13 +489,34 @@ def navigate(
         imgs.append(img)
         masks.append(m)
     strengths = parse_strengths(strip) if strip else [strength]
-    res = nav_fn(pipe, imgs, masks, d, strengths, layers=layers, refine=refine, units="raw" if raw else "std")
+    if amount is not None:
+        if strip or raw:
+            raise LatentcompError("--amount moves by one amount of the walk; leave out --strip and --raw")
+        if not d.meta.get("per_unit"):
+            raise LatentcompError(
+                f"direction {d.name!r} is not a walk (no transform scale); --amount needs one made by "
+                "directions compute --method geometric or steer"
+            )
+        strengths, raw = [amount * float(d.meta["per_unit"])], True
+    res = nav_fn(
+        pipe,
+        imgs,
+        masks,
+        d,
+        strengths,
+        layers=layers,
+        refine=refine,
+        units="raw" if raw else "std",
+        refine_method=refine_method,
+    )
     if strip:
         io.save_image(strip_grid(res.images[:1]), out)
         what = f"strip of {len(strengths)} strengths ({', '.join(f'{s:g}' for s in strengths)})"
     else:
         io.save_image(res.images[0, 0], out)
-        what = f"strength {strength:g}"
+        what = (
+            f"{d.meta.get('transform')} amount {amount:g}" if amount is not None else f"strength {strength:g}"
+        )
     print(
         f"wrote {out}: {d.name} ({d.method}, {d.space}"
         + (f", layers {layers}" if layers else "")

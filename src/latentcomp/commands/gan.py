@@ -105,14 +105,26 @@ def evaluate(
     n: int = typer.Option(5000, help="Samples (and renders) to compare."),
     seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Sampling seed."),
     out: Path = typer.Option(None, help="Write the figures as JSON here."),
+    second_view: str = typer.Option(
+        "auto", help="Second feature space for the FID check: auto (the bundled one if installed), none, "
+        "or a file from `latentcomp analyzer train-second-view`."
+    ),
 ):
-    """Quality of a toyfaces generator by the analyzer: attribute marginals, confidence, domain FID."""
+    """Quality of a toyfaces generator by the analyzer: attribute marginals, confidence, domain FID.
+
+    Example: latentcomp gan evaluate --generator builtin:toyfaces-dcgan --n 5000"""
     import json
 
     from ..generators import load_generator
     from ..metrics.generator_quality import generator_quality
+    from ..metrics.second_view import BUNDLED, load_second_view
 
-    result = generator_quality(load_generator(generator), n=n, seed=seed)
+    view = None
+    if second_view == "auto" and BUNDLED.is_file():
+        view = load_second_view("builtin")
+    elif second_view not in ("auto", "none"):
+        view = load_second_view(second_view)
+    result = generator_quality(load_generator(generator), n=n, seed=seed, second_view=view)
     text = json.dumps(result, indent=2)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +134,11 @@ def evaluate(
         f"{result['confidence_samples']:.3f} (renders {result['confidence_renders']:.3f}); domain FID "
         f"{result['fid_samples_vs_renders']:.2f} (renders vs renders {result['fid_renders_vs_renders']:.2f})"
     )
+    if "fid2_samples_vs_renders" in result:
+        typer.echo(
+            f"second view: domain FID {result['fid2_samples_vs_renders']:.2f} "
+            f"(renders vs renders {result['fid2_renders_vs_renders']:.2f})"
+        )
     for name, gap in result["marginal_gap_pp"].items():
         typer.echo(f"  {name:18s} gap {gap:5.1f} pp")
 

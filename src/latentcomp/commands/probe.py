@@ -204,6 +204,54 @@ def rebalance_cmd(
     print(f"wrote {Path(out) / 'rebalance.json'}")
 
 
+@probe_app.command("omissions")
+def omissions_cmd(
+    model: list[str] = _models,
+    out: Path = _out_opt,
+    n: int = typer.Option(32, help="toyfaces renders per model."),
+    layer: str = typer.Option(
+        "auto",
+        help="Layer to invert into (a spatial feature layer of the generator; auto = the first at least 1/8 "
+        "of the image size, e.g. layer2 of the DCGAN, convs.0 of StyleGAN2, b8.conv0 of GANsformer).",
+    ),
+    steps: int = typer.Option(100, help="Adam steps of both the layer-wise and the latent reconstruction."),
+    batch: int = typer.Option(16, help="Renders per optimisation batch."),
+    seed: int = _seed,
+    analyzer: str = _analyzer,
+    device: str = _device,
+):
+    """What each GAN cannot draw (Bau et al.): per toyfaces part, how much better a layer-wise inversion
+    (optimise an intermediate layer's activation) draws it than a latent inversion of the same budget."""
+    import json
+
+    from .. import io
+    from ..navigate.store import _jsonable
+    from ..probe.common import log
+    from ..probe.omissions import figure, markdown, omissions, summary_rows
+
+    pipes, an, _ = _setup(model, analyzer, device, False, None, [])
+    if an is None:
+        raise LatentcompError("probe omissions needs the toyfaces analyzer (--analyzer) to read part maps")
+    if n < 1:
+        raise LatentcompError(f"--n must be at least 1; got {n}")
+    if steps < 0:
+        raise LatentcompError(f"--steps must be >= 0; got {steps}")
+    out = _out(out)
+    results = []
+    for pipe in pipes:
+        lay = None if layer == "auto" else layer
+        results.append(omissions(pipe, an, n=n, layer=lay, steps=steps, seed=seed, batch=batch, log=log))
+    md = "\n".join(markdown(r) for r in results)
+    md += "\n| model | layer | parts omitted most (recall gap) |\n|---|---|---|\n"
+    md += "\n".join(summary_rows(results)) + "\n"
+    io.write_text(out / "omissions.md", md)
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+    io.write_text(out / "omissions.json", json.dumps(_jsonable(clean), indent=2) + "\n")
+    figure(results, out / "omissions.png")
+    print(md)
+    print(f"wrote {out / 'omissions.md'}, {out / 'omissions.json'} and {out / 'omissions.png'}")
+
+
 @probe_app.command("report")
 def report_cmd(
     model: list[str] = _models,

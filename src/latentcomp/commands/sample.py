@@ -97,7 +97,10 @@ def save_grid(images: torch.Tensor, out: str | Path, nrow: int | None = None) ->
 
 
 def sample_cmd(
-    generator: str = typer.Option(..., "--generator", "-g", help="generator spec, e.g. dcgan:netG.pth"),
+    generator: str = typer.Option(None, "--generator", "-g", help="generator spec, e.g. dcgan:netG.pth"),
+    model: str = typer.Option(
+        None, "--model", help="or a model (toyfaces, toyfaces-stylegan2, a regressor run): its generator"
+    ),
     n: int = typer.Option(16, "--n", help="number of images"),
     seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="random seed"),
     out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="output PNG grid"),
@@ -106,11 +109,16 @@ def sample_cmd(
     nrow: int = typer.Option(None, "--nrow", help="images per row (default: about sqrt(n))"),
     device: str = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
 ) -> None:
-    """Sample a grid of images from a generator spec."""
+    """Sample a grid of images from a generator spec or a model's generator (default: toyfaces)."""
+    from ..edit.pipeline import model_generator_spec
+
+    if generator is not None and model is not None:
+        raise LatentcompError("give --generator SPEC or --model NAME, not both")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if nrow is not None and nrow < 1:
         raise LatentcompError(f"--nrow must be at least 1; got {nrow}")
+    generator = generator or model_generator_spec(model or "toyfaces")
     images = sample_images(generator, n=n, seed=seed, space=space, truncation=truncation, device=device)
     path = save_grid(images, out, nrow=nrow)
     n_img, c, h, w = images.shape

@@ -24,7 +24,16 @@ from ..devices import parse_device
 from ..errors import LatentcompError
 from . import baselines, multimodal
 from .collage import as_image_batch, as_mask_batch, make_collage, paste_back
-from .refine import OptimConfig, OptimResult, finetune_regressor, masked_l1, mean_latent, optimise_latent
+from .refine import (
+    DOMAIN_WEIGHT,
+    OptimConfig,
+    OptimResult,
+    domain_gap,
+    finetune_regressor,
+    masked_l1,
+    mean_latent,
+    optimise_latent,
+)
 
 # short names -> regressor sources (each regressor records the spec of its generator)
 PRETRAINED = {
@@ -41,6 +50,20 @@ MODEL_ALIASES = {
     "builtin:toyfaces-gansformer": "toyfaces-gansformer",
 }
 REGRESSOR_PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def model_generator_spec(name: str, trust_code: bool = False) -> str:
+    """The generator spec of a model (a bundled name such as toyfaces, builtin:NAME, or a regressor run
+    folder / file): what its regressor records. A recorded `python:` spec is refused unless `trust_code`."""
+    from ..regressors import load_regressor
+    from ..regressors.model import check_recorded_spec
+
+    name = MODEL_ALIASES.get(str(name), str(name))
+    E = load_regressor(PRETRAINED.get(name, name))
+    if not E.generator_spec:
+        raise LatentcompError(f"model {name} records no generator spec; pass --generator SPEC")
+    check_recorded_spec(E.generator_spec, trust_code, str(name))
+    return E.generator_spec
 INT8_CALIBRATION_SEED = 0
 
 
@@ -65,7 +88,7 @@ class InpaintResult:
     latents: torch.Tensor  # (N, K, ...)
     input: torch.Tensor  # (N, C, H, W) image with hidden pixels 0
     mask: torch.Tensor  # (N, 1, H, W)
-    known_error: torch.Tensor  # (N, K) masked L1 on known pixels (fidelity; lower is better)
+    known_error: torch.Tensor  # (N, K) masked L1 on known pixels of G's output (fidelity; lower is better)
     diversity: torch.Tensor  # (N,) mean pairwise L1 inside the hidden region (NaN for K = 1)
     method: str
     seconds: float
@@ -78,9 +101,27 @@ class InpaintResult:
     def fidelity(self) -> torch.Tensor:
         return self.known_error
 
+    @property
+    def output_known_error(self) -> torch.Tensor:
+        """(N, K) masked L1 on the known pixels of `images` as returned: equal to `known_error`, or 0 where
+        the known pixels were pasted back (`paste=True`)."""
+        n, k = self.images.shape[:2]
+        x = self.input.unsqueeze(1).expand_as(self.images).flatten(0, 1)
+        m = self.mask.unsqueeze(1).expand(n, k, *self.mask.shape[1:]).flatten(0, 1)
+        return masked_l1(self.images.flatten(0, 1), x, m).view(n, k)
+
 
 class Pipeline:
-    """A frozen generator G and a regressor E trained for it."""
+    """A frozen generator G and a regressor E trained for it: every application in one object.
+
+        pipe = Pipeline.from_pretrained("toyfaces-stylegan2")   # or a run folder, a saved folder
+        res = pipe.compose([a, b], [None, mask_b])               # collage -> res.image
+        res = pipe.inpaint(img, mask, n=4)                       # res.images: 4 completions
+        res = pipe.edit(target, example, region)                 # edit by example
+
+    Images are float32 (N, C, H, W) in [-1, 1] (a single (C, H, W) is a batch of one); masks (N, 1, H, W)
+    in {0, 1}, 1 = known. Results come back on the CPU. Bad inputs raise `LatentcompError`.
+    `Pipeline(generator, regressor, device)` pairs any generator with a regressor trained for it."""
 
     def __init__(
         self, generator, regressor, device: str | torch.device | None = None, iterations: int | None = None
@@ -128,7 +169,7 @@ class Pipeline:
         iterations: int | None = None,
     ) -> Pipeline:
         """Load by name: toyfaces | toyfaces-stylegan2 | toyfaces-gansformer | builtin:NAME | a regressor run
-        folder or file.
+        folder, a folder written by `save_pretrained`, or a regressor .safetensors file.
 
         The generator is the one the regressor records, unless `generator` (a spec such as
         `python:my_pkg.gen:build`, or a loaded Generator) names it. A recorded `python:` spec would run
@@ -157,6 +198,31 @@ class Pipeline:
         pipe = cls(G, E, device=device, iterations=iterations)
         pipe.source = str(name)
         return pipe
+
+    def save_pretrained(self, folder, generator_spec: str | None = None, half: bool = False):
+        """Write this pipeline as a folder that `from_pretrained(folder)` and every command's `--model
+        FOLDER` load: FOLDER/regressor.safetensors (E's weights) + FOLDER/regressor.json (its config, with
+        the generator's spec). Returns the folder.
+
+        The generator is recorded by its spec (`builtin:NAME`, `stylegan2:PATH`, ...; `generator_spec`
+        overrides it), not copied: a path in it is used as written, and a `python:` spec is refused at load
+        unless the user names the generator again (see `from_pretrained`). `half` stores float16 weights."""
+        from pathlib import Path
+
+        from ..regressors.io import SAVED_WEIGHT_FILE, save_regressor
+
+        spec = generator_spec or getattr(self.generator, "spec", "") or ""
+        if not spec:
+            raise LatentcompError(
+                "this pipeline's generator has no spec (it was built in Python); pass save_pretrained("
+                "folder, generator_spec=...) naming how to load it, e.g. python:my_gen.py:build"
+            )
+        folder = Path(folder).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise LatentcompError(f"{folder} exists and is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        save_regressor(self.regressor, folder / SAVED_WEIGHT_FILE, extra={"generator_spec": spec}, half=half)
+        return folder
 
     def compile(self, freeze: bool = False, **options) -> Pipeline:
         """Compile the forward passes of G and E with `torch.compile` (in place; returns self).
@@ -339,6 +405,12 @@ class Pipeline:
     def reconstruct(self, x, mask=None) -> torch.Tensor:
         return self.generate(self.invert(x, mask))
 
+    @torch.no_grad()
+    def domain_gap(self, latent: torch.Tensor) -> torch.Tensor:
+        """(N,) RMS distance between each latent and E(G(latent)): 0 where the regressor maps the latent's
+        image back to it (in-domain); plain refinement drifts away from where E lands."""
+        return domain_gap(self.generator, self.run_regressor, self.space, latent.to(self.device)).cpu()
+
     # ------------------------------------------------------------------ operations
     def compose(
         self,
@@ -350,16 +422,20 @@ class Pipeline:
         finetune: int = 0,
         paste: bool = False,
         seed: int = 0,
+        domain_weight: float = DOMAIN_WEIGHT,
         iterations: int | None = None,
     ) -> ComposeResult:
         """Paste parts in order (later on top; a part without a mask contributes its whole image), regress
-        the collage with its known region, generate. Options: `refine` steps of latent optimisation,
-        `finetune` steps of per-input regressor tuning first, `paste` the known pixels back, `iterations`
-        passes of an iterative regressor."""
+        the collage with its known region, generate. Options: `refine` steps of latent optimisation
+        (`refine_method` adam, lbfgs or in-domain: Adam with the regressor as a domain regulariser of weight
+        `domain_weight`, see refine.py), `finetune` steps of per-input regressor tuning first, `paste` the
+        known pixels back, `iterations` passes of an iterative regressor."""
         with self.iterations_scope(iterations):
-            return self._compose(images, masks, refine, refine_method, refine_lr, finetune, paste, seed)
+            return self._compose(
+                images, masks, refine, refine_method, refine_lr, finetune, paste, seed, domain_weight
+            )
 
-    def _compose(self, images, masks, refine, refine_method, refine_lr, finetune, paste, seed):
+    def _compose(self, images, masks, refine, refine_method, refine_lr, finetune, paste, seed, domain_weight):
         t0 = time.perf_counter()
         if isinstance(images, torch.Tensor):
             images = [images]
@@ -369,25 +445,19 @@ class Pipeline:
             self.channels,
             self.resolution,
         )
-        return self._run(collage, known, parts, refine, refine_method, refine_lr, finetune, paste, seed, t0)
+        cfg = OptimConfig(steps=refine, method=refine_method, lr=refine_lr, domain_weight=domain_weight)
+        cfg.check()
+        return self._run(collage, known, parts, cfg, finetune, paste, seed, t0)
 
-    def _run(self, collage, known, parts, refine, refine_method, refine_lr, finetune, paste, seed, t0):
+    def _run(self, collage, known, parts, cfg: OptimConfig, finetune, paste, seed, t0):
         E = self.regressor
         if finetune:
             E = finetune_regressor(self.generator, E, collage, known, steps=finetune, seed=seed)
         with torch.no_grad():
             latent = self.run_regressor(collage, known, E)
-        if refine:
-            res = optimise_latent(
-                self.generator,
-                functools.partial(self.run_regressor, regressor=E),
-                self.space,
-                collage,
-                known,
-                latent,
-                OptimConfig(steps=refine, method=refine_method, lr=refine_lr),
-            )
-            latent = res.latent
+        if cfg.steps:
+            E_call = functools.partial(self.run_regressor, regressor=E)
+            latent = optimise_latent(self.generator, E_call, self.space, collage, known, latent, cfg).latent
         raw = self.generate(latent)
         err = masked_l1(raw, collage, known)
         out = paste_back(raw, collage, known) if paste else raw
@@ -412,6 +482,8 @@ class Pipeline:
         method: str = "auto",
         paste: bool = False,
         refine: int = 0,
+        refine_method: str = "adam",
+        domain_weight: float = DOMAIN_WEIGHT,
         iterations: int | None = None,
     ) -> InpaintResult:
         """n completions of the hidden region (mask 0) that keep the known region (mask 1).
@@ -419,14 +491,18 @@ class Pipeline:
         Completion 0 is the regressor's own answer; the others come from `method`: "fill" (hidden region
         filled with a random sample of G, then regressed as a whole), "style" (w+ only: fine-layer styles
         resampled, then re-projected) or "auto" (see multimodal.py). Diversity = mean pairwise L1 inside
-        the hidden region; known_error = L1 on the known pixels. `iterations`: passes of an iterative
-        regressor.
+        the hidden region; known_error = L1 on the known pixels. `refine` steps of `refine_method` (adam,
+        lbfgs, in-domain) optimise every completion's latent on the known pixels. `iterations`: passes of
+        an iterative regressor.
         """
         with self.iterations_scope(iterations):
-            return self._inpaint(image, mask, n, seed, method, paste, refine)
+            return self._inpaint(image, mask, n, seed, method, paste, refine, refine_method, domain_weight)
 
-    def _inpaint(self, image, mask, n, seed, method, paste, refine) -> InpaintResult:
+    def _inpaint(
+        self, image, mask, n, seed, method, paste, refine, refine_method, domain_weight
+    ) -> InpaintResult:
         t0 = time.perf_counter()
+        cfg = OptimConfig(steps=refine, method=refine_method, domain_weight=domain_weight).check()
         if n < 1:
             raise LatentcompError(f"n must be at least 1; got {n}")
         x = self._images(image)
@@ -438,8 +514,7 @@ class Pipeline:
         if refine:
             flat = latents.flatten(0, 1)
             xs, ms = x.repeat_interleave(n, 0), m.repeat_interleave(n, 0)
-            E, cfg = self.run_regressor, OptimConfig(steps=refine)
-            flat = optimise_latent(self.generator, E, self.space, xs, ms, flat, cfg).latent
+            flat = optimise_latent(self.generator, self.run_regressor, self.space, xs, ms, flat, cfg).latent
             latents = flat.view_as(latents)
         imgs = self.generate(latents.flatten(0, 1)).view(x.shape[0], n, *x.shape[1:])
         err = torch.stack([masked_l1(imgs[:, k], x, m) for k in range(n)], 1)
@@ -465,21 +540,24 @@ class Pipeline:
         refine: int = 0,
         paste: bool = False,
         seed: int = 0,
+        refine_method: str = "adam",
+        domain_weight: float = DOMAIN_WEIGHT,
         iterations: int | None = None,
     ) -> ComposeResult:
         """Edit by example: the collage is `target` outside `region` and `example` inside (region = 1
         where the example's content is wanted, e.g. its glasses or mouth); regress it whole, generate.
         `paste` keeps the target's pixels outside the region exactly."""
         with self.iterations_scope(iterations):
-            return self._edit(target, example, region, refine, paste, seed)
+            return self._edit(target, example, region, refine, paste, seed, refine_method, domain_weight)
 
-    def _edit(self, target, example, region, refine, paste, seed) -> ComposeResult:
+    def _edit(self, target, example, region, refine, paste, seed, refine_method, domain_weight) -> ComposeResult:
         t0 = time.perf_counter()
+        cfg = OptimConfig(steps=refine, method=refine_method, domain_weight=domain_weight).check()
         tgt = self._images(target, "target")
         ex = self._images(example, "example")
         r = as_mask_batch(region, "region", like=tgt).to(self.device)
         collage, known, parts = make_collage([tgt, ex], [None, r])
-        res = self._run(collage, known, parts, refine, "adam", None, 0, False, seed, t0)
+        res = self._run(collage, known, parts, cfg, 0, False, seed, t0)
         if paste:
             keep = (1 - r).expand_as(res.mask).cpu()
             res.image = paste_back(res.image, collage.cpu(), keep)

@@ -14,6 +14,18 @@ from ..errors import LatentcompError
 
 
 class Generator(nn.Module):
+    """A frozen generator: `G(latent, space="z")` -> float32 images (N, C, H, W) in [-1, 1].
+
+    Every loader returns one (`load_generator(spec)`), so regressors, the Pipeline, probes and navigation
+    work with all of them. Attributes: `latent_shape`, `resolution`, `channels`, `latent_spaces`,
+    `num_ws` and `w_dim` (where a w space exists), `prior`, `spec`. Methods: `sample_latent(n, generator)`
+    draws from the prior; `mapping(z)` and `to_wplus(latent, space)` where a w space exists;
+    `space_shape(space)` is the shape of one latent of a space; `features(latent, layer)` and
+    `feature_layers()` give intermediate activations for probing. Weights are frozen (eval mode, no
+    gradients); gradients reach the latent. A subclass implements `synthesize(latent, space)` (and
+    `mapping` where it has a w space) and calls `freeze()` when built.
+    """
+
     #: shape of one z vector, e.g. (512,)
     latent_shape: tuple[int, ...] = ()
     resolution: int = 0
@@ -132,6 +144,41 @@ class Generator(nn.Module):
         finally:
             handle.remove()
         return captured[0]
+
+    def synthesize_from(
+        self, features: torch.Tensor, layer: str | int, latent: torch.Tensor, space: str = "z"
+    ) -> torch.Tensor:
+        """The image G makes when the activation at `layer` is replaced by `features` (the shape that
+        `features(latent, layer, space)` returns): the layers above run on `features`; the layers below
+        still run from `latent` (no gradient), but their output at `layer` is dropped. Inputs that the layers
+        above take directly from the latent (StyleGAN styles) or from below `layer` (StyleGAN2's RGB skip
+        image) stay those of `latent`. For layer-wise inversion (optimise `features`)."""
+        names = self.feature_layers()
+        if str(layer) not in names:
+            raise LatentcompError(f"unknown feature layer {layer!r}; available: {', '.join(names)}")
+        module = dict(self.named_modules())[names[str(layer)]]
+        replaced: list[bool] = []
+
+        def hook(_m, _inp, out):
+            ref = out[0] if isinstance(out, tuple) else out
+            if tuple(ref.shape) != tuple(features.shape):
+                raise LatentcompError(
+                    f"features for layer {layer} have shape {tuple(features.shape)}; "
+                    f"expected {tuple(ref.shape)}"
+                )
+            replaced.append(True)
+            return (features, *out[1:]) if isinstance(out, tuple) else features
+
+        handle = module.register_forward_hook(hook)
+        try:
+            out = self(latent.detach(), space=space)
+        finally:
+            handle.remove()
+        if len(replaced) != 1:
+            raise LatentcompError(
+                f"layer {layer} ran {len(replaced)} times in one forward pass; cannot replace it"
+            )
+        return out
 
     def feature_layers(self) -> dict[str, str]:
         """Map of public layer names -> module path. Subclasses override with meaningful names."""

@@ -71,7 +71,14 @@ def _refuse_empty_tensors(gen, spec: str) -> None:
 
 
 def load_generator(spec: str, device: str | None = None, **options) -> Generator:
-    """Load a frozen generator from a spec such as `stylegan2:/ckpt/ffhq.pt` or `builtin:toyfaces-dcgan`."""
+    """Load a frozen generator from a spec `KIND:LOCATION`.
+
+    Kinds: `builtin:NAME` (the bundled toyfaces-dcgan, toyfaces-stylegan2, toyfaces-gansformer; tiny-random
+    and tiny-random-stylegan2 for tests), `dcgan:PATH`, `progan:PATH`, `stylegan2:PATH`,
+    `stylegan2-ada:PATH`, `gansformer:PATH`, and `python:MODULE_OR_FILE.py:FUNCTION` (runs that code: your
+    own generator). `options` go to the kind's loader, e.g. `truncation=0.7` or `noise_mode="random"` for
+    StyleGAN2. Unknown kinds, missing files and layouts that do not match raise `LatentcompError` naming
+    the file and what was expected. The result is frozen, remembers `spec`, and is moved to `device`."""
     from ..devices import parse_device
 
     dev = parse_device(device)  # checked before anything loads

@@ -1,11 +1,13 @@
 """Latent navigation: interpretable directions (PCA / GANSpace, SeFa, supervised boundaries, conditional
-manipulation), stored as files, applied to sampled or inverted latents, and evaluated on toyfaces."""
+manipulation, closed-form and learned geometric / colour walks), stored as files, applied to sampled or
+inverted latents, and evaluated on toyfaces."""
 
 from .directions import (
     DEFAULT_TARGETS,
     Direction,
     LabelledSamples,
     attribute_directions,
+    condition_pool,
     conditional_direction,
     conditional_set,
     conditioned,
@@ -21,19 +23,34 @@ from .directions import (
     supervised_direction,
 )
 from .edit import NavigateResult, edit_strip, move, navigate, parse_strengths, strip_grid
-from .store import find_direction, list_directions, load_directions, save_directions
+from .geometry import (
+    TRANSFORMS,
+    closed_form_directions,
+    evaluate_geometry,
+    face_geometry,
+    steer_directions,
+    transform_images,
+    transform_move,
+)
+from .store import bundled_directions, find_direction, list_directions, load_directions, save_directions
 
 __all__ = [
     "DEFAULT_TARGETS",
+    "TRANSFORMS",
     "Direction",
     "LabelledSamples",
     "NavigateResult",
     "attribute_directions",
+    "bundled_directions",
+    "closed_form_directions",
     "conditional_direction",
+    "condition_pool",
     "conditional_set",
     "conditioned",
     "default_space",
     "edit_strip",
+    "evaluate_geometry",
+    "face_geometry",
     "find_direction",
     "label_samples",
     "list_directions",
@@ -49,6 +66,9 @@ __all__ = [
     "save_directions",
     "sefa_directions",
     "sefa_from_weight",
+    "steer_directions",
     "strip_grid",
     "supervised_direction",
+    "transform_images",
+    "transform_move",
 ]

@@ -4,7 +4,8 @@
 A `Direction` is a unit vector in one latent space of one generator:
 
 - space "z": a vector of `prod(G.latent_shape)` entries, added to z;
-- space "w": a vector of `G.w_dim` entries, added to w (every layer);
+- space "w": a vector of `prod(G.space_shape("w"))` entries (`G.w_dim`, or k x w_dim for a latent of k
+  components such as a GANsformer's), added to w (every layer);
 - space "w+": a vector of `G.w_dim` entries, added only to the w+ rows in `layers` (None = all rows).
 
 Strengths are measured in standard deviations of the generator's own latent distribution along the
@@ -96,6 +97,11 @@ class Direction:
                 extra += f" (boundary accuracy {self.meta['accuracy']:.2f})"
         if self.meta.get("conditions"):
             extra += f", conditioned on {', '.join(self.meta['conditions'])}"
+        if self.meta.get("transform") and self.meta.get("per_unit"):
+            extra += (
+                f", {self.meta['transform']} walk: {float(self.meta['per_unit']):.3g} latent units per "
+                f"unit ({self.meta.get('unit', '?')})"
+            )
         return f"{self.name}: {self.method} in {where}, dim {self.dim}, std {self.std:.3g}{extra}"
 
 
@@ -304,7 +310,7 @@ def sefa_from_weight(
 
 # ------------------------------------------------------------------------------------------- unsupervised
 def _latent_dim(G, space: str) -> int:
-    return int(math.prod(G.latent_shape)) if space == "z" else int(G.w_dim)
+    return int(math.prod(G.latent_shape)) if space == "z" else int(math.prod(G.space_shape("w")))
 
 
 def pca_directions(
@@ -629,7 +635,7 @@ def generate(G, latents: torch.Tensor, space: str, batch: int = 64, layers=None)
             lat = lat.reshape(-1, *G.latent_shape)
             out.append(G(lat, space="z").clamp(-1, 1).cpu())
         elif space == "w" or lat.dim() == 2:
-            out.append(G(lat.reshape(-1, G.w_dim), space="w").clamp(-1, 1).cpu())
+            out.append(G(lat.reshape(-1, *G.space_shape("w")), space="w").clamp(-1, 1).cpu())
         else:
             out.append(G(lat, space="w+").clamp(-1, 1).cpu())
     return torch.cat(out)
@@ -735,14 +741,50 @@ def attribute_directions(
     return out
 
 
+def condition_pool(
+    samples: LabelledSamples,
+    attribute_values: dict[str, list[str]],
+    directions: Sequence[Direction],
+    conditions: Sequence[str] | None = None,
+    **fit,
+) -> list[Direction]:
+    """Directions to condition on that `directions` lack, fitted on the same samples
+    (`attribute_directions(samples, attribute_values, ..., **fit)`).
+
+    `conditions` None means "all attributes": the default target of every attribute that no direction
+    in `directions` covers, so that one target conditioned on "all" is conditioned on every other
+    attribute rather than on nothing. Named conditions that are not in `directions` are fitted when they
+    are ATTR=VALUE targets. A default target with too few samples to fit is skipped."""
+    have = {d.name for d in directions}
+    covered = {d.meta.get("attribute") for d in directions}
+    if conditions is None:
+        wanted = [t for t in default_targets(attribute_values) if t.partition("=")[0] not in covered]
+        strict = False
+    else:
+        wanted = [c for c in conditions if c not in have and "=" in c]
+        strict = True
+    out = []
+    for t in wanted:
+        try:
+            out += attribute_directions(samples, attribute_values, [t], **fit)
+        except LatentcompError:
+            if strict:
+                raise
+    return out
+
+
 def conditional_set(
     directions: Sequence[Direction],
     latents: torch.Tensor | None = None,
     conditions: Sequence[str] | None = None,
+    pool: Sequence[Direction] = (),
 ) -> list[Direction]:
     """For each direction, its conditional version given the others (all others, or the ones named in
-    `conditions`; a direction is never conditioned on itself)."""
-    by_name = {d.name: d for d in directions}
+    `conditions`; a direction is never conditioned on itself). `pool` adds directions that may serve as
+    conditions without being conditioned themselves (see `condition_pool`)."""
+    names = {d.name for d in directions}
+    candidates = list(directions) + [p for p in pool if p.name not in names]
+    by_name = {d.name: d for d in candidates}
     out = []
     for d in directions:
         if conditions:
@@ -753,7 +795,7 @@ def conditional_set(
                 )
             conds = [by_name[c] for c in conditions if c != d.name]
         else:
-            conds = [c for c in directions if c.name != d.name]
+            conds = [c for c in candidates if c.name != d.name]
         if conds:
             out.append(conditioned(d, conds, latents))
     return out

@@ -9,6 +9,7 @@ regressor: invert (optionally refine), move, generate.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,15 +64,22 @@ def move(
         raise LatentcompError(
             f"direction {direction.name!r} lives in {direction.space} but the generator has no w space"
         )
-    if direction.dim != int(G.w_dim):
-        raise LatentcompError(f"direction {direction.name!r} has {direction.dim} entries; w has {G.w_dim}")
+    wshape = tuple(G.space_shape("w"))  # (D,), or (k, D) for a latent of k components (GANsformer)
+    if direction.dim != math.prod(wshape):
+        raise LatentcompError(
+            f"direction {direction.name!r} has {direction.dim} entries; w has {math.prod(wshape)}"
+        )
     if space == "z":
         with torch.no_grad():
             latent = G.mapping(latent)
         space = "w"
-    step = _step(G, direction, strength, units)
+    step = _step(G, direction, strength, units).reshape(wshape)
     if rows is None:
+        if space == "w+" and len(wshape) > 1:
+            step = step.unsqueeze(-2)  # (k, 1, D): every row of every component
         return latent + step, space  # w: (N, D) + (D,); w+: (N, L, D) + (D,) moves every row
+    if len(wshape) > 1:
+        raise LatentcompError("layers apply to w+ of one w vector per image (StyleGAN), not to components")
     wp = G.to_wplus(latent, space).clone()
     if rows[-1] >= wp.shape[1]:
         raise LatentcompError(f"layers {format_layers(rows)} out of range; w+ has rows 0-{wp.shape[1] - 1}")
@@ -138,10 +146,12 @@ def navigate(
     refine: int = 0,
     units: str = "std",
     check_generator: bool = True,
+    refine_method: str = "adam",
 ) -> NavigateResult:
     """Edit real images: invert with the pipeline's regressor (a list of images = the parts of a collage,
-    composed first), optionally refine the latent for `refine` steps, move along `direction` by each
-    strength, generate."""
+    composed first), optionally refine the latent for `refine` steps (`refine_method` adam, lbfgs or
+    in-domain: the latter keeps the latent where the regressor lands, meant for editing), move along
+    `direction` by each strength, generate."""
     t0 = time.perf_counter()
     if (
         check_generator
@@ -157,12 +167,17 @@ def navigate(
         )
     strengths = [float(strengths)] if isinstance(strengths, int | float) else [float(s) for s in strengths]
     if isinstance(images, list | tuple) and len(images) > 1:
-        res = pipe.compose(list(images), list(masks) if masks is not None else None, refine=refine)
+        res = pipe.compose(
+            list(images),
+            list(masks) if masks is not None else None,
+            refine=refine,
+            refine_method=refine_method,
+        )
         latent, collage, mask = res.latent.to(pipe.device), res.collage, res.mask
     else:
         x = images[0] if isinstance(images, list | tuple) else images
         m = masks[0] if isinstance(masks, list | tuple) else masks
-        res = pipe.compose([x], [m], refine=refine)
+        res = pipe.compose([x], [m], refine=refine, refine_method=refine_method)
         latent, collage, mask = res.latent.to(pipe.device), res.collage, res.mask
     G = pipe.generator
     with torch.no_grad():

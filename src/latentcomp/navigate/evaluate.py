@@ -48,6 +48,33 @@ from .directions import (
     sefa_directions,
 )
 from .edit import edit_strip, move
+from .geometry import (
+    achieved,
+    closed_form_directions,
+    evaluate_geometry,
+    face_geometry,
+    geometry_markdown,
+    steer_directions,
+)
+
+#: geometric quantities reported for every direction's edit (`face_moved`)
+MOVED = ("shift_x", "shift_y", "zoom", "rotate")
+
+
+def _has_face_parts(analyzer) -> bool:
+    names = getattr(analyzer, "part_names", None) or []
+    return "eyes" in names and "skin" in names
+
+
+def face_moved(before: dict, after: dict) -> dict:
+    """Mean absolute change of the face's position (fractions of the image), size (log2) and angle
+    (degrees) between two `face_geometry` readings of the same images."""
+    out = {}
+    for k in MOVED:
+        v = achieved(k, before, after).abs()
+        v = v[~torch.isnan(v)]
+        out[k] = float(v.mean()) if v.numel() else math.nan
+    return out
 
 
 @dataclass
@@ -181,9 +208,16 @@ def evaluate_navigation(
     seed: int = 0,
     compare: bool = True,
     log: Callable[[str], None] | None = None,
+    geometry: bool = False,
+    geometry_steps: int = 100,
 ) -> dict:
     """Run the whole evaluation for one model (a Pipeline: generator + regressor). Returns a JSON-ready
-    dict; tensors for figures are under keys starting with `_` (`_strips`, `_directions`)."""
+    dict; tensors for figures are under keys starting with `_` (`_strips`, `_directions`).
+
+    With a part-map analyzer (toyfaces) every direction's row also gets `face_moved`: how far the edit
+    moves, scales and turns the face (mean absolute change; `geometry.face_geometry`). With `geometry`,
+    zoom / shift / rotate / brightness walks (closed form and steerability, `geometry_steps` Adam steps)
+    are computed and measured against the same ground truth (`res["geometry"]`)."""
     sizes = sizes or EvalSizes()
     t_start = time.perf_counter()
     G = pipe.generator
@@ -206,7 +240,13 @@ def evaluate_navigation(
     # 2. fresh evaluation samples
     _, ev_lat = sample_latents(G, sizes.n_eval, seed + 1, lat_space)
     ev_img = generate(G, ev_lat, lat_space, sizes.batch)
-    ev_read = _predict(analyzer, ev_img)
+    geo_ok = _has_face_parts(analyzer)
+    if geo_ok:
+        *ev_read, ev_pm = _predict(analyzer, ev_img, partmap=True)
+        ev_read = tuple(ev_read)
+        ev_geom = face_geometry(ev_pm, ev_img, analyzer.part_names)
+    else:
+        ev_read = _predict(analyzer, ev_img)
 
     def table_row(d: Direction) -> dict:
         attr, ids, _ = parse_target(f"{d.meta['attribute']}={d.meta['target']}", values)
@@ -214,8 +254,14 @@ def evaluate_navigation(
         keep = _eligible(*ev_read, j, ids)
         if not keep.any():
             return {"n": 0, "flip_rate": math.nan, "others_unchanged": math.nan}
-        after, _ = _edit_and_read(G, analyzer, ev_lat[keep], lat_space, d, strength, sizes.batch)
-        return flip_metrics((ev_read[0][keep], ev_read[1][keep]), after, j, ids, names)
+        after, imgs = _edit_and_read(
+            G, analyzer, ev_lat[keep], lat_space, d, strength, sizes.batch, partmap=geo_ok
+        )
+        row = flip_metrics((ev_read[0][keep], ev_read[1][keep]), after[:2], j, ids, names)
+        if geo_ok:
+            before_g = {k: v[keep] for k, v in ev_geom.items()}
+            row["face_moved"] = face_moved(before_g, face_geometry(after[2], imgs, analyzer.part_names))
+        return row
 
     # control: a random direction of the same strength (what any move of that size does)
     gr = torch.Generator().manual_seed(int(seed) + 31)
@@ -352,6 +398,25 @@ def evaluate_navigation(
                 G, s_lat, lat_space, chosen[d.name], sizes.strip_strengths
             )
     res["_strips"] = strips
+    if geometry:
+        t0 = time.perf_counter()
+        if not geo_ok:
+            res["geometry"] = {"skipped": "the analyzer gives no toyfaces part maps"}
+        else:
+            walks = []
+            for fn, tag in ((closed_form_directions, "closed form"), (steer_directions, "steer")):
+                kw = {"steps": geometry_steps} if fn is steer_directions else {}
+                try:
+                    found = fn(G, space=lat_space, seed=seed, **kw)
+                except LatentcompError as e:
+                    _log(log, f"  {tag} walks: {e}")
+                    continue
+                for d in found:
+                    d.name = f"{d.name} ({d.method})"
+                walks += found
+            res["geometry"] = evaluate_geometry(G, analyzer, walks, n=max(sizes.n_eval, 2), seed=seed)
+            res["_walks"] = walks
+        _log(log, f"  geometric walks ({time.perf_counter() - t0:.0f} s)")
     res["_directions"] = {
         "supervised": sup,
         "conditional": list(cond.values()),
@@ -638,6 +703,23 @@ def markdown_tables(res: dict) -> str:
             f"| {k.replace('_', ' ')} | {_f(v['flip_rate'])} | {_f(v['others_unchanged'])} | "
             f"{_f(v.get('others_unchanged_when_flipped'))} | {_f(v['all_others_unchanged'])} |"
         )
+    moved = [(name, r["conditional"].get("face_moved")) for name, r in res["supervised"].items()]
+    if any(m for _, m in moved):
+        lines += [
+            "",
+            f"How far the (conditional) supervised edits move the face at strength {s:g} (mean absolute "
+            "change, read from the analyzer's part maps): position in fractions of the image, size in "
+            "log2, angle in degrees.",
+            "",
+            "| target | shift x | shift y | zoom | rotate |",
+            "|---|---|---|---|---|",
+        ]
+        for name, m in moved:
+            if m:
+                lines.append(
+                    f"| {name} | {_f(m['shift_x'], False)} | {_f(m['shift_y'], False)} | "
+                    f"{_f(m['zoom'], False)} | {_f(m['rotate'], False)} |"
+                )
     comp = res.get("comparison")
     if comp and "targets" in comp:
         lines += [
@@ -674,6 +756,12 @@ def markdown_tables(res: dict) -> str:
                 f"{sm['targets'] - sm['example_nonzero']}; navigation never reached its "
                 f"success on {sm['example_nonzero'] - sm['navigation_reached']}).",
             ]
+    geo = res.get("geometry")
+    if geo and "walks" in geo:
+        lines += ["", "Geometric and colour walks against the toyfaces ground truth:", ""]
+        lines += geometry_markdown(geo, title=f"{res['model']} walks").splitlines()
+    elif geo:
+        lines += ["", f"Geometric walks skipped: {geo.get('skipped')}"]
     return "\n".join(lines) + "\n"
 
 
@@ -790,6 +878,8 @@ def save_results(res: dict, out) -> dict:
         dd / f"{tag}_supervised",
         info={"strength": res["strength"], "sizes": res["sizes"]},
     )
+    if res.get("_walks"):
+        save_directions(res["_walks"], dd / f"{tag}_walks")
     if dirs["unsupervised"]:
         uniq = {}
         for d in dirs["unsupervised"]:

@@ -8,6 +8,11 @@ Direction references (the `--direction` option):
     SET:NAME               the direction NAME in the set file SET.safetensors of the folder
     PATH.safetensors:NAME  a direction in a set file anywhere
     PATH.safetensors       the only direction of a set file
+    ATTR / ATTR_cond       short for the one direction ATTR=VALUE (ATTR=VALUE_cond) of a set, e.g. glasses
+
+The bundled generators come with sets in the package's weights folder (`bundled_directions`): a NAME
+that the folder does not hold is looked up there for the generator in use, so
+`latentcomp navigate --model toyfaces --direction glasses` works without computing anything first.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ..errors import LatentcompError
 from .directions import Direction
 
 FORMAT = "latentcomp-directions"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"
 FORMAT_VERSION = 1
 
 
@@ -130,14 +136,54 @@ def list_directions(folder: str | os.PathLike) -> dict[str, list[Direction]]:
     return out
 
 
+def bundled_directions(generator: str | None = None) -> dict[str, list[Direction]]:
+    """The direction sets shipped with the package (set name -> directions), only those computed for
+    `generator` (a spec such as builtin:toyfaces-dcgan) when it is given."""
+    if not BUNDLED_DIR.is_dir():
+        return {}
+    sets = list_directions(BUNDLED_DIR)
+    if generator is None:
+        return sets
+    return {name: ds for name, ds in sets.items() if any(d.generator == generator for d in ds)}
+
+
+def _matches(name: str, ref: str) -> bool:
+    """Exact name, or the short forms ATTR (-> ATTR=VALUE) and ATTR_cond (-> ATTR=VALUE_cond)."""
+    if name == ref:
+        return True
+    if "=" in ref:
+        return False
+    attr, eq, value = name.partition("=")
+    if not eq:
+        return False
+    if ref.endswith("_cond"):
+        return value.endswith("_cond") and attr == ref[: -len("_cond")]
+    return attr == ref and not value.endswith("_cond")
+
+
+def _lookup(sets: dict[str, list[Direction]], ref: str, generator: str | None):
+    """(set, direction) pairs for `ref`: exact names first, then the short forms."""
+    for exact in (True, False):
+        match = (lambda n: n == ref) if exact else (lambda n: _matches(n, ref))
+        hits = [(s, d) for s, ds in sets.items() for d in ds if match(d.name)]
+        if len(hits) > 1 and generator:
+            mine = [h for h in hits if h[1].generator == generator]
+            hits = mine if len(mine) == 1 else hits
+        if hits:
+            return hits
+    return []
+
+
 def find_direction(
     ref: str, folder: str | os.PathLike | None = None, generator: str | None = None
 ) -> Direction:
-    """Resolve a direction reference (see the module doc) against `folder` (default: the current folder).
-    A NAME found in several sets is resolved by `generator` (a spec) when only one of them was computed
-    for it."""
+    """Resolve a direction reference (see the module doc) against `folder` (default: the current folder),
+    then against the sets bundled for `generator`. A NAME found in several sets is resolved by `generator`
+    (a spec) when only one of them was computed for it. A missing `folder` is an error only when no set
+    is bundled for `generator`."""
     ref = str(ref)
     base = Path(folder).expanduser() if folder is not None else Path(".")
+    bundled = bundled_directions(generator) if generator else {}
     set_part, sep, name = ref.rpartition(":")
     if sep and set_part:
         p = Path(set_part).expanduser()
@@ -145,8 +191,12 @@ def find_direction(
             return _pick(load_directions(p), name, str(p))
         if _paths(base / set_part)[1].is_file():
             return _pick(load_directions(base / set_part), name, set_part)
+        if set_part in bundled:
+            return _pick(bundled[set_part], name, set_part)
         raise LatentcompError(
-            f"direction set {set_part!r} not found (looked for {_paths(base / set_part)[0]})"
+            f"direction set {set_part!r} not found (looked for {_paths(base / set_part)[0]}"
+            + (f"; bundled sets: {', '.join(bundled)}" if bundled else "")
+            + ")"
         )
     p = Path(ref).expanduser()
     if p.suffix in (".safetensors", ".json") and p.is_file():
@@ -157,19 +207,17 @@ def find_direction(
                 f"(names: {', '.join(d.name for d in dirs[:12])}{' ...' if len(dirs) > 12 else ''})"
             )
         return dirs[0]
-    sets = list_directions(base)
-    hits = [(s, d) for s, ds in sets.items() for d in ds if d.name == ref]
-    if len(hits) > 1 and generator:
-        mine = [h for h in hits if h[1].generator == generator]
-        hits = mine if len(mine) == 1 else hits
+    sets = list_directions(base) if base.is_dir() or not bundled else {}
+    hits = _lookup(sets, ref, generator) or _lookup(bundled, ref, generator)
     if len(hits) == 1:
         return hits[0][1]
     if len(hits) > 1:
         raise LatentcompError(
-            f"direction {ref!r} is in several sets ({', '.join(s for s, _ in hits)}); write SET:{ref}"
+            f"direction {ref!r} is in several sets ({', '.join(f'{s}:{d.name}' for s, d in hits[:12])}); "
+            "write SET:NAME"
         )
-    avail = [d.name for ds in sets.values() for d in ds]
-    where = str(base)
+    avail = [d.name for ds in sets.values() for d in ds] + [d.name for ds in bundled.values() for d in ds]
+    where = str(base) + (f" or the sets bundled for {generator}" if bundled else "")
     raise LatentcompError(
         f"direction {ref!r} not found in {where}; available: "
         + (

@@ -13,6 +13,23 @@ from .common import log, model_label
 FIGURE_ATTRIBUTES = ("hair_style", "mouth_expression", "glasses", "skin_tone")
 
 
+def _geometry_summary(geo: dict | None) -> dict:
+    """Per walk: method, gain and reach on each side (what the report's table shows)."""
+    if not geo or "walks" not in geo:
+        return {"skipped": (geo or {}).get("skipped", "not run")}
+    return {
+        name: {
+            "method": w["method"],
+            "unit": w["unit"],
+            "gain": w["gain"],
+            "reach_negative": -w["reach"]["negative"],
+            "reach_positive": w["reach"]["positive"],
+            "spread": geo.get("spread", {}).get(w["transform"]),
+        }
+        for name, w in geo["walks"].items()
+    }
+
+
 def run_navigation(pipes, out: Path, analyzer, quick: bool = False, seed: int = 0) -> dict:
     from ..errors import LatentcompError
     from ..navigate.evaluate import EvalSizes, evaluate_navigation, save_results, strip_figure
@@ -24,7 +41,15 @@ def run_navigation(pipes, out: Path, analyzer, quick: bool = False, seed: int = 
     for pipe in pipes:
         log(f"navigate: {model_label(pipe)}")
         try:
-            res = evaluate_navigation(pipe, analyzer, sizes=sizes, seed=seed, log=log)
+            res = evaluate_navigation(
+                pipe,
+                analyzer,
+                sizes=sizes,
+                seed=seed,
+                log=log,
+                geometry=True,
+                geometry_steps=10 if quick else 100,
+            )
         except LatentcompError as e:  # e.g. an attribute the samples never show: no boundary to fit
             log(f"navigate: {model_label(pipe)} skipped: {e}")
             models.append({"model": model_label(pipe), "skipped": str(e)})
@@ -39,6 +64,7 @@ def run_navigation(pipes, out: Path, analyzer, quick: bool = False, seed: int = 
                 "strength": res["strength"],
                 "summary": res["summary"],
                 "comparison": comparison.get("summary") or {"skipped": comparison.get("skipped", "")},
+                "geometry": _geometry_summary(res.get("geometry")),
             }
         )
     if not results:

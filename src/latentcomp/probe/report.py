@@ -276,6 +276,28 @@ def render_html(results: dict, out: Path) -> str:
                 for k, v in e["summary"].items()
             ]  # fmt: skip
             parts.append(_table(body, ["directions", "flip rate", "others unchanged", "… when flipped"]))
+            g = e.get("geometry") or {}
+            if g and "skipped" not in g:
+                parts.append(
+                    "<p>Geometric and colour walks (closed form from the first layer, Spingarn-Eliezer et "
+                    "al.; steerability, Jahanian et al.; the image transform itself as the reference), read "
+                    "from the analyzer's part maps: gain = achieved / asked for small amounts; reach = the "
+                    "largest amount achieved before the face or the other attributes are lost; spread = how "
+                    "much the samples vary on their own.</p>"
+                )
+                body = [
+                    [
+                        k,
+                        w["method"],
+                        w["gain"],
+                        w["reach_negative"],
+                        w["reach_positive"],
+                        w["spread"],
+                        w["unit"],
+                    ]
+                    for k, w in g.items()
+                ]
+                parts.append(_table(body, ["walk", "method", "gain", "reach −", "reach +", "spread", "unit"]))
             c = e.get("comparison") or {}
             if c.get("comparable"):
                 parts.append(

@@ -4,7 +4,8 @@
 is also stored in the safetensors metadata, so a lone .safetensors file still loads.
 
 `load_regressor(src)` accepts
-  - a training run folder (uses `best.safetensors`, else `last.safetensors`),
+  - a training run folder (uses `best.safetensors`, else `last.safetensors`), or a folder written by
+    `Pipeline.save_pretrained` (`regressor.safetensors` + `regressor.json`),
   - a `.safetensors` file (config from `<stem>.json`, `config.json` beside it, or its metadata),
   - `builtin:NAME` (the bundled `src/latentcomp/weights/NAME.safetensors` + `NAME.json`).
 """
@@ -23,6 +24,7 @@ from .model import Regressor
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 RUN_WEIGHT_FILES = ("best.safetensors", "last.safetensors")
+SAVED_WEIGHT_FILE = "regressor.safetensors"  # what Pipeline.save_pretrained writes into its folder
 
 
 def _strip(path: str | Path) -> Path:
@@ -80,11 +82,12 @@ def resolve_regressor_file(src: str | Path) -> Path:
         return p
     p = Path(s).expanduser()
     if p.is_dir():
-        for name in RUN_WEIGHT_FILES:
+        for name in (*RUN_WEIGHT_FILES, SAVED_WEIGHT_FILE):
             if (p / name).is_file():
                 return p / name
         raise LatentcompError(
-            f"regressor run folder {p} holds no {' or '.join(RUN_WEIGHT_FILES)}; "
+            f"regressor folder {p} holds no {' or '.join(RUN_WEIGHT_FILES)} (a training run) nor "
+            f"{SAVED_WEIGHT_FILE} (Pipeline.save_pretrained); "
             "pass a training run folder, a .safetensors file or builtin:NAME"
         )
     if p.is_file():
@@ -121,7 +124,12 @@ def _read_config(weights: Path, metadata: dict[str, str] | None) -> dict[str, An
 def load_regressor(
     src: str | Path, device: str | torch.device | None = None, eval_mode: bool = True
 ) -> Regressor:
-    """Load a regressor from a run folder, a .safetensors file or `builtin:NAME` (see module doc)."""
+    """Load a regressor: a training run folder (`best.safetensors`, else `last.safetensors`), a folder
+    written by `Pipeline.save_pretrained` (`regressor.safetensors`), a `.safetensors` file (config from the
+    `.json` beside it, `config.json`, or the file's metadata) or `builtin:NAME` (a bundled regressor).
+
+    The regressor records its generator's spec (`reg.generator_spec`, `reg.load_generator()`). A file that
+    is missing, unreadable or does not match its config raises `LatentcompError` naming the file."""
     from safetensors import safe_open
 
     from ..devices import parse_device

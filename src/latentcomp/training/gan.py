@@ -17,7 +17,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -209,7 +209,14 @@ class GANTrainer:
                 raise LatentcompError(f"--resume: no checkpoint at {ckpt_path}")
             state = load_state(ckpt_path)  # read first: a bad checkpoint stops before anything is written
             saved = read_json_object(self.out / "config.json", "run config")
-            self.cfg = cfg = GANConfig(**{**saved, "steps": cfg.steps})
+            unknown = sorted(set(saved) - {f.name for f in fields(GANConfig)})
+            if unknown:
+                raise LatentcompError(
+                    f"--resume: {self.out / 'config.json'} has unknown keys {', '.join(unknown)}; "
+                    "it was not written by this version of latentcomp gan train"
+                )
+            # the step target and the device are choices of this call; the recipe is the run's
+            self.cfg = cfg = GANConfig(**{**saved, "steps": cfg.steps, "device": cfg.device})
         elif ckpt_path.exists() and not overwrite:
             raise LatentcompError(
                 f"{self.out} already holds a run; pass --resume to continue it, --overwrite to start a new "

@@ -550,7 +550,9 @@ class Pipeline:
         with self.iterations_scope(iterations):
             return self._edit(target, example, region, refine, paste, seed, refine_method, domain_weight)
 
-    def _edit(self, target, example, region, refine, paste, seed, refine_method, domain_weight) -> ComposeResult:
+    def _edit(
+        self, target, example, region, refine, paste, seed, refine_method, domain_weight
+    ) -> ComposeResult:
         t0 = time.perf_counter()
         cfg = OptimConfig(steps=refine, method=refine_method, domain_weight=domain_weight).check()
         tgt = self._images(target, "target")

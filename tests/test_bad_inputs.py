@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from clirun import run_cli, write_tiny_inputs
 from PIL import Image
 
 from latentcomp import load_generator
-from latentcomp.cli import main
 from latentcomp.edit import Pipeline
 from latentcomp.errors import LatentcompError
 from latentcomp.regressors import build_regressor, load_regressor, save_regressor
@@ -356,13 +356,8 @@ def test_latent_of_another_dtype_is_used_as_float32(dtype):
 
 # ------------------------------------------------------------------------------- unwritable output folder
 def _cli(args, capsys):
-    capsys.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
+    code, _, err = run_cli(args, capsys)
+    return code, err
 
 
 def _error_lines(err: str) -> list[str]:
@@ -371,18 +366,7 @@ def _error_lines(err: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cli_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("unwritable_inputs")
-    G = load_generator("builtin:tiny-random")
-    torch.manual_seed(0)
-    save_regressor(build_regressor(G), d / "reg")
-    rng = np.random.default_rng(0)
-    (d / "imgs").mkdir()
-    for name in ("a", "b"):
-        Image.fromarray(rng.integers(0, 256, (RES, RES, 3), dtype=np.uint8)).save(d / "imgs" / f"{name}.png")
-    top = np.zeros((RES, RES), dtype=np.uint8)
-    top[: RES // 2] = 255
-    Image.fromarray(top).save(d / "top.png")
-    return d
+    return write_tiny_inputs(tmp_path_factory.mktemp("unwritable_inputs"), RES)
 
 
 def _commands(d: Path, blocked: Path) -> dict[str, list[str]]:

@@ -16,28 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import run_cli as run
+from clirun import write_tiny_inputs
 from PIL import Image
 
 from latentcomp import load_generator
-from latentcomp.cli import main
 from latentcomp.errors import LatentcompError
-from latentcomp.regressors import build_regressor, load_regressor, save_regressor
+from latentcomp.regressors import load_regressor
 
 RES = 32
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def run(args, capsys) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def refused(args, capsys, *words) -> str:
     """Run a command that must fail with exit 2, one `error:` line (containing `words`), no traceback."""
     code, _, err = run(args, capsys)
@@ -75,18 +65,7 @@ def png_header_only(path: Path, w: int, h: int) -> Path:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hostile_inputs")
-    G = load_generator("builtin:tiny-random")
-    torch.manual_seed(0)
-    save_regressor(build_regressor(G), d / "reg")
-    rng = np.random.default_rng(0)
-    (d / "imgs").mkdir()
-    for name in ("a", "b"):
-        Image.fromarray(rng.integers(0, 256, (RES, RES, 3), dtype=np.uint8)).save(d / "imgs" / f"{name}.png")
-    top = np.zeros((RES, RES), dtype=np.uint8)
-    top[: RES // 2] = 255
-    Image.fromarray(top).save(d / "top.png")
-    return d
+    return write_tiny_inputs(tmp_path_factory.mktemp("hostile_inputs"), RES)
 
 
 def fresh_inputs(files: Path, tmp: Path) -> tuple[Path, Path, Path]:

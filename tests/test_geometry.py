@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from clirun import run_cli
 
 from latentcomp import load_generator
-from latentcomp.cli import main
 from latentcomp.data import toyfaces as tf
 from latentcomp.errors import LatentcompError
 from latentcomp.generators.base import Generator
@@ -316,18 +316,8 @@ def test_walk_errors():
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def _run(args, capsys):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_cli_compute_list_and_geometry(tmp_path, capsys):
-    code, so, err = _run(
+    code, so, err = run_cli(
         [
             "directions",
             "compute",
@@ -348,7 +338,7 @@ def test_cli_compute_list_and_geometry(tmp_path, capsys):
     ds = load_directions(tmp_path / "dirs" / "tiny-random_geometric.safetensors")
     assert [d.name for d in ds] == ["zoom", "shift_x"] and all(d.meta["per_unit"] > 0 for d in ds)
     assert "zoom walk" in so
-    code, so, err = _run(
+    code, so, err = run_cli(
         [
             "directions",
             "compute",
@@ -368,9 +358,9 @@ def test_cli_compute_list_and_geometry(tmp_path, capsys):
         capsys,
     )
     assert code == 0, err
-    code, so, _ = _run(["directions", "list", tmp_path / "dirs"], capsys)
+    code, so, _ = run_cli(["directions", "list", tmp_path / "dirs"], capsys)
     assert "tiny-random_steer" in so and "brightness walk" in so
-    code, _, err = _run(
+    code, _, err = run_cli(
         [
             "directions",
             "compute",
@@ -387,7 +377,7 @@ def test_cli_compute_list_and_geometry(tmp_path, capsys):
     )
     assert code == 2 and "unknown transform(s) tilt" in err and err.count("\n") == 1
     out = tmp_path / "geo"
-    code, so, err = _run(
+    code, so, err = run_cli(
         [
             "directions",
             "geometry",
@@ -415,7 +405,7 @@ def test_cli_compute_list_and_geometry(tmp_path, capsys):
         assert (out / name).is_file(), name
     md = (out / "geometry.md").read_text()
     assert "shift_x (geometric)" in md and "shift_x (steer)" in md and "shift_x (image transform)" in md
-    code, so, err = _run(
+    code, so, err = run_cli(
         [
             "directions",
             "geometry",
@@ -433,7 +423,7 @@ def test_cli_compute_list_and_geometry(tmp_path, capsys):
     )
     assert code == 0, err
     assert "image transform" not in (tmp_path / "g2" / "geometry.md").read_text()
-    code, _, err = _run(
+    code, _, err = run_cli(
         [
             "directions",
             "geometry",
@@ -453,7 +443,7 @@ def test_cli_compute_list_and_geometry(tmp_path, capsys):
     img = tmp_path / "face.png"
     io.save_image(tf.ToyFaces(64, seed=1)[0][0], img)
     walk = out / "directions" / "geometric.safetensors"
-    code, so, err = _run(
+    code, so, err = run_cli(
         [
             "navigate",
             "--model",
@@ -471,7 +461,7 @@ def test_cli_compute_list_and_geometry(tmp_path, capsys):
     )
     assert code == 0, err
     assert "shift_x amount 0.1" in so and (tmp_path / "moved.png").is_file()
-    code, _, err = _run(
+    code, _, err = run_cli(
         [
             "navigate",
             "--model",

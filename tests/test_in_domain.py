@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from clirun import run_cli
 from PIL import Image
 
 from latentcomp import load_generator
-from latentcomp.cli import main
 from latentcomp.edit import Pipeline
 from latentcomp.edit.refine import OptimConfig, masked_l1, optimise_latent
 from latentcomp.errors import LatentcompError
@@ -113,16 +113,6 @@ def test_bad_options_are_refused(kw, words):
             call()
 
 
-def _run(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_cli_refine_method_in_domain(tmp_path, capsys):
     G = load_generator("builtin:tiny-random")
     torch.manual_seed(0)
@@ -141,12 +131,12 @@ def test_cli_refine_method_in_domain(tmp_path, capsys):
         ["edit", "--image", a, "--example", a, "--region", mask, "--out", str(tmp_path / "e.png")],
     ]
     for cmd in cmds:
-        code, so, err = _run(cmd + common, capsys)
+        code, so, err = run_cli(cmd + common, capsys)
         assert code == 0, err
         assert so.startswith("wrote ")
     for name in ("c", "i", "e"):
         assert (tmp_path / f"{name}.png").is_file()
-    code, so, err = _run(
+    code, so, err = run_cli(
         cmds[0][:3] + ["--out", str(tmp_path / "bad.png"), "--model", model, "--refine-method", "indomain"],
         capsys,
     )
@@ -154,5 +144,5 @@ def test_cli_refine_method_in_domain(tmp_path, capsys):
     assert "unknown optimiser 'indomain'" in err and "in-domain" in err
     assert not (tmp_path / "bad.png").exists()
     for cmd in ("compose", "inpaint", "edit"):
-        code, so, _ = _run([cmd, "--help"], capsys)
+        code, so, _ = run_cli([cmd, "--help"], capsys)
         assert code == 0 and "in-domain" in so and "--domain-weight" in so

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from clirun import run_cli
 from PIL import Image
 
 from latentcomp import load_generator
-from latentcomp.cli import main
 from latentcomp.data.toyfaces import ToyFaces
 from latentcomp.edit import Pipeline
 from latentcomp.edit.layerwise import check_layer, default_layer, invert_layer, spatial_layers
@@ -111,16 +111,6 @@ def test_omissions_probe_on_a_tiny_pipeline():
         omissions(Gray(G, build_regressor(G)), None, n=1)
 
 
-def _run(args, capsys):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_cli_invert_and_probe_omissions(tmp_path, capsys):
     G = load_generator("builtin:tiny-random")
     torch.manual_seed(0)
@@ -129,7 +119,7 @@ def test_cli_invert_and_probe_omissions(tmp_path, capsys):
         tmp_path / "a.png"
     )
     model = tmp_path / "reg.safetensors"
-    code, so, err = _run(
+    code, so, err = run_cli(
         [
             "invert",
             "--model",
@@ -149,7 +139,7 @@ def test_cli_invert_and_probe_omissions(tmp_path, capsys):
     assert "layer-wise inversion into 8x8" in so
     for name in ("o.png", "o_latent.png", "o_gap.png"):
         assert (tmp_path / name).is_file()
-    code, so, err = _run(
+    code, so, err = run_cli(
         [
             "invert",
             "--model",
@@ -164,7 +154,7 @@ def test_cli_invert_and_probe_omissions(tmp_path, capsys):
         capsys,
     )
     assert code == 0 and "latent inversion" in so and (tmp_path / "l.png").is_file()
-    code, _, err = _run(
+    code, _, err = run_cli(
         [
             "invert",
             "--model",
@@ -180,7 +170,7 @@ def test_cli_invert_and_probe_omissions(tmp_path, capsys):
     )
     assert code == 2 and err.count("\n") == 1 and "spatial feature layers of this generator: 4x4" in err
     out = tmp_path / "om"
-    code, so, err = _run(
+    code, so, err = run_cli(
         ["probe", "omissions", "--model", "builtin:tiny-random", "--n", "2", "--steps", "2", "--out", out],
         capsys,
     )

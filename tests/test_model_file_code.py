@@ -8,10 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from clirun import run_cli
 from PIL import Image
 
 from latentcomp import LatentcompError, Pipeline, load_generator
-from latentcomp.cli import main
 from latentcomp.regressors import build_regressor, load_regressor, save_regressor
 
 # importing this module (what loading a python: spec does) leaves a marker file: the proof that code ran
@@ -78,16 +78,6 @@ def test_explicit_generator_or_trust_code_loads_it(hostile):
     assert pipe.invert(pipe.sample(2, seed=0)).shape == (2, 8)
 
 
-def _run(args, capsys):
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr()
-
-
 def test_cli_refuses_with_one_line_and_accepts_generator(hostile, tmp_path, capsys):
     img = tmp_path / "face.png"
     Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8)).save(img)
@@ -95,13 +85,13 @@ def test_cli_refuses_with_one_line_and_accepts_generator(hostile, tmp_path, caps
     Image.fromarray(np.full((16, 16), 255, dtype=np.uint8)).save(mask)
     out_file = tmp_path / "o.png"
     args = ["inpaint", "--model", hostile["lone"], "--image", img, "--mask", mask, "--out", out_file]
-    code, out = _run(args, capsys)
-    errors = [ln for ln in out.err.splitlines() if ln.startswith("error:")]
-    assert code == 2 and len(errors) == 1 and "may not choose code to run" in errors[0], out.err
-    assert "Traceback" not in out.err
+    code, _, err = run_cli(args, capsys)
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "may not choose code to run" in errors[0], err
+    assert "Traceback" not in err
     assert not hostile["marker"].exists() and not (tmp_path / "o.png").exists()
-    code, out = _run([*args, "--generator", hostile["spec"]], capsys)
-    assert code == 0, out.err
+    code, _, err = run_cli([*args, "--generator", hostile["spec"]], capsys)
+    assert code == 0, err
     assert hostile["marker"].exists() and (tmp_path / "o.png").is_file()
 
 

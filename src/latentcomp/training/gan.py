@@ -177,13 +177,12 @@ def _warm_start_weights(source: str, net: nn.Module) -> dict[str, torch.Tensor]:
     generator.safetensors of the same kind), checked against `net`'s layout."""
     from ..generators import load_generator
 
-    spec = source if ":" in source else None
-    if spec is None:
+    if ":" not in source:
         raise LatentcompError(
             f"init_generator {source!r} must be a generator spec such as builtin:toyfaces-dcgan or "
             "dcgan:RUN/generator.safetensors"
         )
-    theirs = load_generator(spec).net.state_dict()
+    theirs = load_generator(source).net.state_dict()
     ours = net.state_dict()
     wrong = sorted(k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape)
     if wrong or set(theirs) - set(ours):

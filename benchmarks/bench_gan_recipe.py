@@ -36,6 +36,8 @@ VARIANTS: dict[str, list[str]] = {
     "seg+translation": ["--seg-weight", "1.0", "--augment", "translation"],
     "d-lr/2": ["--d-lr", "HALF"],
     "batch64": ["--batch", "64"],
+    "bf16": ["--precision", "bf16"],
+    "diffaug+bf16": ["--augment", "color,translation,cutout", "--precision", "bf16"],
 }
 ARCH_ARGS = {
     "dcgan": ["--width", "32", "--z-dim", "128"],
@@ -98,7 +100,7 @@ def _trainer(name: str, args, folder: Path):
     cfg = GANConfig(
         arch=args.arch, pool_size=64, width=int(arch["--width"]), z_dim=int(arch["--z-dim"]),
         batch=int(opts.get("--batch", 32)), augment=opts.get("--augment", ""),
-        seg_weight=float(opts.get("--seg-weight", 0)),
+        seg_weight=float(opts.get("--seg-weight", 0)), precision=opts.get("--precision", "fp32"),
     )
     return GANTrainer(cfg, folder / name.replace("/", "-"))
 

@@ -175,3 +175,27 @@ def test_resume_takes_the_device_of_this_call_and_refuses_unknown_keys(tmp_path)
     cfg_file.write_text(json.dumps({**saved, "colour": 1}))
     with pytest.raises(LatentcompError, match="unknown keys colour"):
         GANTrainer(tiny("dcgan", 4), tmp_path / "r", resume=True)
+
+
+@pytest.mark.parametrize("arch,kind", [("dcgan", "dcgan"), ("stylegan2", "stylegan2")])
+def test_bf16_run_computes_in_bf16_resumes_and_exports_a_loadable_fp32_generator(tmp_path, arch, kind):
+    cfg = lambda steps: GANConfig(**{**tiny(arch, steps).__dict__, "precision": "bf16"})  # noqa: E731
+    trainer = GANTrainer(cfg(2), tmp_path / "b")
+    seen = set()
+    conv = next(m for m in trainer.D.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+    trainer.train(progress=False, log_dir=False)
+    assert seen == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in trainer.G.parameters())  # weights stay fp32 (autocast)
+    resumed = GANTrainer(cfg(4), tmp_path / "b", resume=True)
+    assert resumed.cfg.precision == "bf16" and resumed.step == 2
+    resumed.train(progress=False, log_dir=False)
+    G = lc.load_generator(f"{kind}:{tmp_path / 'b' / 'generator.safetensors'}")
+    x = G(G.sample_latent(2, torch.Generator().manual_seed(0)))
+    assert x.dtype == torch.float32 and torch.isfinite(x).all()
+
+
+def test_unknown_precision_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(LatentcompError, match="--precision 'fp16'.*fp32 or bf16"):
+        GANTrainer(GANConfig(**{**tiny("dcgan", 2).__dict__, "precision": "fp16"}), tmp_path / "p")
+    assert not (tmp_path / "p").exists()

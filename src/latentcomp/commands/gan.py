@@ -49,6 +49,9 @@ def train(
     d_warmup: int = typer.Option(
         0, min=0, help="First steps train D only (use with --init-generator: a fresh D would mislead G)."
     ),
+    precision: str = typer.Option(
+        "fp32", help="fp32, or bf16 (autocast + channels_last: ~1.7x faster on CPUs with AMX/AVX512-BF16)."
+    ),
     max_minutes: float = typer.Option(
         None, min=0.0, help="Stop after this many minutes of this call (checkpointed; --resume continues)."
     ),
@@ -85,6 +88,7 @@ def train(
         seg_weight=seg_weight,
         init_generator=init_generator,
         d_warmup=d_warmup,
+        precision=precision,
     )
     if batch < 1:
         raise LatentcompError(f"--batch must be at least 1; got {batch}")

@@ -55,6 +55,9 @@ class GANConfig:
     seg_weight: float = 0.0  # weight of D's per-pixel part / fake loss (toyfaces only); 0 = off
     init_generator: str = ""  # warm start: a generator spec or exported file of the same architecture
     d_warmup: int = 0  # first steps train D only (a fresh D beside a warm-started G would mislead G)
+    precision: str = "fp32"  # "bf16": autocast + channels_last, ~1.7x faster on CPUs with AMX / AVX512-BF16
+
+PRECISIONS = ("fp32", "bf16")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,6 +140,7 @@ def generate(net: nn.Module, cfg: GANConfig, z: torch.Tensor, noise: str = "rand
 
 def export_generator(net: nn.Module, cfg: GANConfig, path: Path, extra: dict) -> None:
     """Write the EMA generator in its kind's loadable format (safetensors + JSON), atomically."""
+    net = _set_memory_format(copy.deepcopy(net), torch.contiguous_format)  # safetensors wants contiguous
     if cfg.arch == "dcgan":
         from ..generators.dcgan import save_dcgan
 
@@ -149,6 +153,14 @@ def export_generator(net: nn.Module, cfg: GANConfig, path: Path, extra: dict) ->
         from ..generators.stylegan2 import save_stylegan2
 
         save_stylegan2(net, path, extra_config=extra)
+
+
+def _set_memory_format(net: nn.Module, fmt: torch.memory_format) -> nn.Module:
+    """Lay out the 4-d weights (convolutions) in `fmt`; others (StyleGAN2's 5-d kernels) stay as they are."""
+    for p in net.parameters():
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=fmt)
+    return net
 
 
 def recalibrated_batchnorm(net: nn.Module, cfg: GANConfig, batches: int = 16) -> nn.Module:
@@ -224,6 +236,8 @@ class GANTrainer:
         else:
             check_run_folder(self.out, state_file=ckpt_path.name, overwrite=overwrite)
         self.augment_policy = parse_policy(cfg.augment)  # checked before anything is written
+        if cfg.precision not in PRECISIONS:
+            raise LatentcompError(f"--precision {cfg.precision!r} is not supported; use fp32 or bf16")
         if overwrite and not resume:
             ckpt_path.unlink(missing_ok=True)  # the old run's checkpoint must not be resumed later
         self.out.mkdir(parents=True, exist_ok=True)
@@ -253,6 +267,9 @@ class GANTrainer:
         self.D = Discriminator(
             cfg.resolution, channels, width=cfg.width, seg_classes=self.seg_classes
         ).to(self.device)
+        if cfg.precision == "bf16":  # oneDNN's fast bf16 convolutions want NHWC
+            _set_memory_format(self.G, torch.channels_last)
+            _set_memory_format(self.D, torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         betas = (0.0, 0.99) if cfg.arch in ("stylegan2", "gansformer") else (0.5, 0.99)
         r1_ratio = cfg.r1_every / (cfg.r1_every + 1)  # lazy regularisation, as in StyleGAN2
@@ -288,6 +305,11 @@ class GANTrainer:
     def noise(self) -> torch.Tensor:
         return torch.randn(self.cfg.batch, self.cfg.z_dim, generator=self.sampler).to(self.device)
 
+    def autocast(self):
+        """bf16 autocast for the forward passes when the run asks for it; losses are taken in fp32."""
+        enabled = self.cfg.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
     def discriminate(self, x: torch.Tensor, parts: torch.Tensor | None = None, fake: bool = False):
         """D's logits on augmented `x`, and its per-pixel segmentation loss when D segments.
 
@@ -296,8 +318,11 @@ class GANTrainer:
         if self.augment_policy:
             x, parts = augment(x, self.augment_policy, parts, generator=self.sampler)
         if not self.seg_classes:
-            return self.D(x), None
-        logits, seg = self.D(x, segment=True)
+            with self.autocast():
+                return self.D(x).float(), None
+        with self.autocast():
+            logits, seg = self.D(x, segment=True)
+        logits, seg = logits.float(), seg.float()
         if fake and parts is None:  # generator loss: -log(1 - p(fake)) per pixel
             log_real = seg[:, :-1].logsumexp(1) - seg.logsumexp(1)
             return logits, -log_real.mean()
@@ -310,8 +335,8 @@ class GANTrainer:
         cfg = self.cfg
         # discriminator: logistic loss (+ per-pixel segmentation loss), lazy R1 on reals
         real, parts = self.real_batch()
-        with torch.no_grad():
-            fake = generate(self.G, cfg, self.noise())
+        with torch.no_grad(), self.autocast():
+            fake = generate(self.G, cfg, self.noise()).float()
         do_r1 = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
         real.requires_grad_(do_r1)
         real_logits, seg_real = self.discriminate(real, parts)
@@ -336,7 +361,9 @@ class GANTrainer:
             self.step += 1
             return logs
         # generator: non-saturating loss (+ every pixel should look like a real part)
-        g_logits, g_seg = self.discriminate(generate(self.G, cfg, self.noise()), fake=True)
+        with self.autocast():
+            fake = generate(self.G, cfg, self.noise()).float()
+        g_logits, g_seg = self.discriminate(fake, fake=True)
         g_loss = F.softplus(-g_logits).mean()
         logs["loss/g"] = g_loss.item()
         if g_seg is not None:

@@ -15,8 +15,11 @@ MODEL_HELP = (
 )
 ANALYZER_HELP = "Classifier that labels samples (supervised directions): builtin:toyfaces-analyzer or a path."
 
+COMPUTE_METHODS = ("pca", "sefa", "supervised", "geometric", "steer", "jacobian", "unsupervised")
+
 directions_app = typer.Typer(
-    help="Editing directions: compute (PCA, SeFa, supervised, geometric, steer), list, evaluate, geometry.",
+    help="Editing directions: compute (PCA, SeFa, supervised, geometric, steer, Jacobian, unsupervised), "
+    "list, evaluate, geometry.",
     no_args_is_help=True,
 )
 TRANSFORM_HELP = (
@@ -80,14 +83,19 @@ def compute(
         ...,
         help="pca (GANSpace), sefa (closed form), supervised (linear boundaries), geometric (closed-form "
         "zoom / shift / rotate walks from the first layer, Spingarn-Eliezer et al.) or steer (walks "
-        "optimised so that G(l + a w) matches the transformed G(l), Jahanian et al.).",
+        "optimised so that G(l + a w) matches the transformed G(l), Jahanian et al.; non-linear walks: "
+        "directions geometry --method steer-mlp), jacobian (top right-singular vectors of "
+        "G's Jacobian averaged over --n latents, Ramesh et al.) or unsupervised (directions learned with a "
+        "reconstructor that must tell them apart, Voynov & Babenko).",
     ),
     generator: str = typer.Option(None, help="Generator spec, e.g. builtin:toyfaces-stylegan2."),
     model: str = typer.Option(None, help=MODEL_HELP + " (its generator is used)."),
     space: str = typer.Option(None, help="z, w or w+ (default: w where the generator has it, else z)."),
     layers: str = typer.Option(None, help="w+ rows the directions act on, e.g. 0-3 (implies --space w+)."),
-    k: int = typer.Option(10, help="Number of PCA / SeFa components."),
-    n: int = typer.Option(None, help="Samples: PCA 2000, supervised 1000 labelled samples by default."),
+    k: int = typer.Option(10, help="Number of PCA / SeFa / Jacobian components or unsupervised directions."),
+    n: int = typer.Option(
+        None, help="Samples: PCA 2000, supervised 1000 labelled samples, jacobian 16 latents by default."
+    ),
     layer: str = typer.Option(
         None,
         help="PCA of this feature layer's activations, lifted back (GANSpace); "
@@ -95,8 +103,8 @@ def compute(
         "geometric: the layer whose activations are transformed (default: the first).",
     ),
     transform: str = typer.Option(None, help=TRANSFORM_HELP),
-    steps: int = typer.Option(200, help="steer: Adam steps per walk."),
-    batch: int = typer.Option(8, help="steer: latents per step."),
+    steps: int = typer.Option(200, help="steer: Adam steps per walk; unsupervised: training steps."),
+    batch: int = typer.Option(8, help="steer / unsupervised: latents per step."),
     target: list[str] = typer.Option(
         None,
         help="Supervised: ATTR=VALUE (repeatable; VALUE 'any' = every "
@@ -198,9 +206,30 @@ def compute(
             log=lambda s: print(s, file=sys.stderr, flush=True),
         )
         info.update(steps=steps, batch=batch)
+    elif method == "unsupervised":
+        import sys
+
+        from ..navigate.discovery import discover_directions
+
+        dirs = discover_directions(
+            G,
+            k=k,
+            space=sp,
+            steps=steps,
+            batch=max(batch, 2),
+            seed=seed,
+            progress=True,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+        )
+        info.update(steps=steps, batch=max(batch, 2))
+    elif method == "jacobian":
+        from ..navigate.jacobian import jacobian_directions
+
+        dirs = jacobian_directions(G, k=k, space=sp, n=n or 16, seed=seed, progress=True)
+        info.update(samples=n or 16)
     else:
         raise LatentcompError(
-            f"unknown --method {method!r}; accepted: pca, sefa, supervised, geometric, steer"
+            f"unknown --method {method!r}; accepted: {', '.join(COMPUTE_METHODS)}"
         )
     path = nav.save_directions(dirs, Path(out) / set_name, info=info)
     print(
@@ -259,6 +288,11 @@ def evaluate(
         "against the toyfaces ground truth (as `directions geometry`; adds 1-4 min per model).",
     ),
     geometry_steps: int = typer.Option(100, help="--geometry: Adam steps per steer walk."),
+    unsupervised: str = typer.Option(
+        "pca,sefa",
+        help="Unsupervised methods that compete for the best match per target, comma-separated, from pca, "
+        "sefa, jacobian, unsupervised; with several, each method's own best matches are reported too.",
+    ),
     quick: bool = typer.Option(False, help="Tiny sizes (a smoke test; the numbers mean little)."),
     figure_attributes: str = typer.Option(
         "hair_style,mouth_expression,glasses,skin_tone",
@@ -273,6 +307,7 @@ def evaluate(
 
     from .. import io
     from ..navigate.evaluate import (
+        UNSUPERVISED_METHODS,
         EvalSizes,
         evaluate_navigation,
         markdown_tables,
@@ -280,6 +315,13 @@ def evaluate(
         strip_figure,
     )
 
+    methods = [m.strip() for m in unsupervised.split(",") if m.strip()]
+    bad = [m for m in methods if m not in UNSUPERVISED_METHODS]
+    if bad or not methods:
+        raise LatentcompError(
+            f"--unsupervised {unsupervised!r}: unknown {', '.join(bad) or '(none given)'}; accepted: "
+            + ", ".join(UNSUPERVISED_METHODS)
+        )
     sizes = EvalSizes.quick() if quick else EvalSizes()
     for attr, v in (
         ("n_train", n_train),
@@ -309,6 +351,7 @@ def evaluate(
             log=lambda s: print(s, file=sys.stderr, flush=True),
             geometry=geometry,
             geometry_steps=geometry_steps,
+            unsupervised_methods=methods,
         )
         written = save_results(res, out)
         results.append(res)
@@ -320,6 +363,11 @@ def evaluate(
             if v["flip_rate"] == v["flip_rate"]
         )
         print(f"{m}: {line} ({res['seconds']:.0f} s) -> {written['markdown']}")
+        for meth, v in res.get("unsupervised_by_method", {}).items():
+            print(
+                f"  best {meth} directions: flip {v['flip_rate'] * 100:.0f}% others unchanged "
+                f"{v['others_unchanged'] * 100:.0f}%"
+            )
     io.write_text(Path(out) / "results.md", "\n".join(markdown_tables(r) for r in results))
     attrs = [a.strip() for a in figure_attributes.split(",") if a.strip()] if figure_attributes else None
     try:
@@ -348,7 +396,8 @@ def geometry(
     ),
     method: str = typer.Option(
         "geometric,steer",
-        help="Without --walks: compute these walks first (geometric = closed form, steer = optimised).",
+        help="Without --walks: compute these walks first (geometric = closed form, steer = optimised linear "
+        "walk, steer-mlp = optimised non-linear walk: a network step applied repeatedly).",
     ),
     transform: str = typer.Option(None, help=TRANSFORM_HELP),
     space: str = typer.Option(None, help="z or w (default: w where the generator has it, else z)."),
@@ -388,10 +437,10 @@ def geometry(
             sets[Path(w).stem] = load_directions(w)
     else:
         methods = [m.strip() for m in method.split(",") if m.strip()]
-        bad = [m for m in methods if m not in ("geometric", "steer")]
+        bad = [m for m in methods if m not in ("geometric", "steer", "steer-mlp")]
         if bad or not methods:
             raise LatentcompError(
-                f"unknown --method {', '.join(bad) or '(none)'}; accepted: geometric, steer"
+                f"unknown --method {', '.join(bad) or '(none)'}; accepted: geometric, steer, steer-mlp"
             )
         log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
         for m in methods:
@@ -404,12 +453,20 @@ def geometry(
                 if tf is None:
                     continue
                 sets["geometric"] = closed_form_directions(G, tf, space=space, seed=seed, progress=True)
+            elif m == "steer-mlp":
+                from ..navigate.nonlinear import steer_mlp_walks
+
+                sets["steer-mlp"] = steer_mlp_walks(
+                    G, transform, space=space, steps=steps, batch=batch, seed=seed, progress=True, log=log
+                )
             else:
                 sets["steer"] = steer_directions(
                     G, transform, space=space, steps=steps, batch=batch, seed=seed, progress=True, log=log
                 )
         dd = io.ensure_dir(Path(out) / "directions")
         for name, ds in sets.items():
+            if name == "steer-mlp":  # networks, not vectors: a direction file would keep only their mean
+                continue
             save_directions(ds, dd / name, info={"method": name, "generator": G.spec, "seed": seed})
     all_walks = []
     for name, ds in sets.items():

@@ -1,6 +1,7 @@
-"""Latent navigation: interpretable directions (PCA / GANSpace, SeFa, supervised boundaries, conditional
-manipulation, closed-form and learned geometric / colour walks), stored as files, applied to sampled or
-inverted latents, and evaluated on toyfaces."""
+"""Latent navigation: interpretable directions (PCA / GANSpace, SeFa, Jacobian spectra, unsupervised
+discovery, supervised boundaries, conditional manipulation, closed-form and learned linear / non-linear
+geometric / colour walks), stored as files, applied to sampled or inverted latents, and evaluated on
+toyfaces."""
 
 from .directions import (
     DEFAULT_TARGETS,
@@ -22,6 +23,7 @@ from .directions import (
     sefa_from_weight,
     supervised_direction,
 )
+from .discovery import discover_directions
 from .edit import NavigateResult, edit_strip, move, navigate, parse_strengths, strip_grid
 from .geometry import (
     TRANSFORMS,
@@ -32,6 +34,8 @@ from .geometry import (
     transform_images,
     transform_move,
 )
+from .jacobian import jacobian_directions
+from .nonlinear import NonlinearWalk, steer_mlp_walks
 from .store import bundled_directions, find_direction, list_directions, load_directions, save_directions
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "TRANSFORMS",
     "Direction",
     "LabelledSamples",
+    "NonlinearWalk",
     "NavigateResult",
     "attribute_directions",
     "bundled_directions",
@@ -48,10 +53,12 @@ __all__ = [
     "conditional_set",
     "conditioned",
     "default_space",
+    "discover_directions",
     "edit_strip",
     "evaluate_geometry",
     "face_geometry",
     "find_direction",
+    "jacobian_directions",
     "label_samples",
     "list_directions",
     "load_directions",
@@ -67,6 +74,7 @@ __all__ = [
     "sefa_directions",
     "sefa_from_weight",
     "steer_directions",
+    "steer_mlp_walks",
     "strip_grid",
     "supervised_direction",
     "transform_images",

@@ -90,6 +90,8 @@ class EvalSizes:
     strip_samples: int = 3
     strip_strengths: tuple[float, ...] = (-4.0, -2.0, 0.0, 2.0, 4.0)
     batch: int = 64
+    jacobian_n: int = 8  # latents the Jacobian directions average over (method jacobian)
+    discovery_steps: int = 1000  # training steps of the unsupervised discovery (method unsupervised)
 
     @classmethod
     def quick(cls) -> EvalSizes:
@@ -103,6 +105,8 @@ class EvalSizes:
             strip_samples=2,
             strip_strengths=(-3.0, 0.0, 3.0),
             batch=16,
+            jacobian_n=1,
+            discovery_steps=20,
         )
 
 
@@ -197,6 +201,29 @@ def _eligible(attrs: torch.Tensor, visible: torch.Tensor, j: int, ids: Sequence[
 
 
 # --------------------------------------------------------------------------------------- main evaluation
+UNSUPERVISED_METHODS = ("pca", "sefa", "jacobian", "unsupervised")
+
+
+def unsupervised_candidates(G, method: str, sizes: EvalSizes, space: str, seed: int) -> list[Direction]:
+    """`sizes.unsupervised_k` directions of one unsupervised method (the evaluation's sizes)."""
+    k = sizes.unsupervised_k
+    if method == "pca":
+        return pca_directions(G, k=k, n=min(2000, max(sizes.n_train, 500)), space=space, seed=seed)
+    if method == "sefa":
+        return sefa_directions(G, k=k, space=space, seed=seed)
+    if method == "jacobian":
+        from .jacobian import jacobian_directions
+
+        return jacobian_directions(G, k=k, space=space, n=sizes.jacobian_n, seed=seed)
+    if method == "unsupervised":
+        from .discovery import discover_directions
+
+        return discover_directions(G, k=k, space=space, steps=sizes.discovery_steps, seed=seed)
+    raise LatentcompError(
+        f"unknown unsupervised method {method!r}; accepted: {', '.join(UNSUPERVISED_METHODS)}"
+    )
+
+
 def evaluate_navigation(
     pipe,
     analyzer,
@@ -210,6 +237,7 @@ def evaluate_navigation(
     log: Callable[[str], None] | None = None,
     geometry: bool = False,
     geometry_steps: int = 100,
+    unsupervised_methods: Sequence[str] = ("pca", "sefa"),
 ) -> dict:
     """Run the whole evaluation for one model (a Pipeline: generator + regressor). Returns a JSON-ready
     dict; tensors for figures are under keys starting with `_` (`_strips`, `_directions`).
@@ -217,7 +245,11 @@ def evaluate_navigation(
     With a part-map analyzer (toyfaces) every direction's row also gets `face_moved`: how far the edit
     moves, scales and turns the face (mean absolute change; `geometry.face_geometry`). With `geometry`,
     zoom / shift / rotate / brightness walks (closed form and steerability, `geometry_steps` Adam steps)
-    are computed and measured against the same ground truth (`res["geometry"]`)."""
+    are computed and measured against the same ground truth (`res["geometry"]`).
+
+    `unsupervised_methods` (of UNSUPERVISED_METHODS): the unsupervised directions that compete for the
+    best match per target; with more than one, `res["unsupervised_by_method"]` also has each method's own
+    best matches (mean flip rate and others unchanged over the targets)."""
     sizes = sizes or EvalSizes()
     t_start = time.perf_counter()
     G = pipe.generator
@@ -297,16 +329,16 @@ def evaluate_navigation(
     # 3. unsupervised candidates, best match per target on a selection set
     t0 = time.perf_counter()
     cands: list[Direction] = []
-    for fn in (pca_directions, sefa_directions):
+    for method in unsupervised_methods:
         try:
-            kw = {"n": min(2000, max(sizes.n_train, 500))} if fn is pca_directions else {}
-            found = fn(G, k=sizes.unsupervised_k, space=space, seed=seed, **kw)
+            found = unsupervised_candidates(G, method, sizes, space, seed)
         except LatentcompError as e:
-            _log(log, f"  {fn.__name__}: {e}")
+            _log(log, f"  {method}: {e}")
             continue
         for d in found:
             cands += [d, d.negated(f"-{d.name}")]
     unsupervised: dict = {}
+    by_method: dict = {}
     chosen: dict[str, Direction] = {}
     if cands:
         sel_lat = train.latents[: sizes.n_select]
@@ -315,11 +347,12 @@ def evaluate_navigation(
             c.name: _edit_and_read(G, analyzer, sel_lat, lat_space, c, strength, sizes.batch)[0]
             for c in cands
         }
+        per_method_rows: dict[str, list[dict]] = {}
         for d in sup:
             attr, ids, _ = parse_target(f"{d.meta['attribute']}={d.meta['target']}", values)
             j = names.index(attr)
             keep = _eligible(*sel_read, j, ids)
-            best, best_score = None, -1.0
+            scored = []
             for c in cands:
                 m = (
                     flip_metrics(
@@ -336,8 +369,11 @@ def evaluate_navigation(
                 score = (m["flip_rate"] if not math.isnan(m["flip_rate"]) else 0.0) + 1e-3 * np.nan_to_num(
                     m["others_unchanged"]
                 )
-                if score > best_score:
-                    best, best_score, best_sel = c, score, m["flip_rate"]
+                scored.append((score, c, m["flip_rate"]))
+            best_score, best, best_sel = scored[0]
+            for sc, c, sel in scored[1:]:
+                if sc > best_score:
+                    best, best_score, best_sel = c, sc, sel
             u = Direction(
                 **{
                     **asdict_direction(best),
@@ -354,6 +390,19 @@ def evaluate_navigation(
                 "plain": table_row(u),
                 "conditional": table_row(ucond),
             }
+            if len(unsupervised_methods) > 1:  # each method's own best match, measured the same way
+                for method in dict.fromkeys(c.method for c in cands):
+                    own = max((x for x in scored if x[1].method == method), key=lambda x: x[0])[1]
+                    own = Direction(
+                        **{
+                            **asdict_direction(own),
+                            "meta": {**own.meta, "attribute": attr, "target": d.meta["target"]},
+                        }
+                    )
+                    row = table_row(own)
+                    per_method_rows.setdefault(method, []).append(row)
+        keys = ("flip_rate", "others_unchanged")
+        by_method = {k: {key: _mean(rows, key) for key in keys} for k, rows in per_method_rows.items()}
     _log(log, f"  unsupervised: {len(cands)} candidates ({time.perf_counter() - t0:.0f} s)")
 
     res = {
@@ -368,6 +417,7 @@ def evaluate_navigation(
         "targets": targets,
         "supervised": supervised,
         "unsupervised": unsupervised,
+        "unsupervised_by_method": by_method,
         "random": random_rows,
         "summary": _summary(supervised, unsupervised, random_rows),
     }

@@ -241,6 +241,8 @@ def transform_move(G, latent: torch.Tensor, space: str, d: Direction, amount) ->
         )
     if d.space != space and not (d.space in ("w", "w+") and space == "w"):
         raise LatentcompError(f"direction {d.name!r} lives in {d.space}; the latents are in {space}")
+    if callable(getattr(d, "walk", None)):  # a non-linear walk (navigate.nonlinear) follows its own path
+        return d.walk(latent, space, amount)
     a = _amounts(amount, latent.shape[0], latent.device) * float(per_unit)
     return _add(G, latent, space, d.vector.to(latent.device), a)
 

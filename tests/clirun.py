@@ -39,3 +39,10 @@ def write_tiny_inputs(d: Path, res: int) -> Path:
     top[: res // 2] = 255
     Image.fromarray(top).save(d / "top.png")
     return d
+
+
+def run_ok(args, capsys) -> str:
+    """Run `latentcomp ARGS` in-process, assert that it succeeded (showing stderr if not); its stdout."""
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, f"latentcomp {' '.join(map(str, args))} -> exit {code}: {err}"
+    return out

@@ -32,13 +32,6 @@ def one_line(e: pytest.ExceptionInfo, *words) -> str:
     return msg
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    G = load_generator("builtin:tiny-random-stylegan2")
-    torch.manual_seed(0)
-    return Pipeline(G, build_regressor(G))
-
-
 # ------------------------------------------------------------------------------------- NaN / Inf tensors
 def _bad(value, shape=(1, 3, RES, RES), where=(0, 0, 5, 7)):
     t = torch.rand(shape) * 2 - 1
@@ -73,9 +66,9 @@ def _calls(p, x, m):
 
 
 @pytest.mark.parametrize("value", [NAN, INF, -INF])
-def test_nan_inf_images_refused_everywhere(pipe, value):
+def test_nan_inf_images_refused_everywhere(pipe_wplus, value):
     x = _bad(value)
-    for name, call in _calls(pipe, x, _ok_mask()).items():
+    for name, call in _calls(pipe_wplus, x, _ok_mask()).items():
         with pytest.raises(LatentcompError) as e:
             call()
         one_line(e, "NaN or Inf")
@@ -83,35 +76,35 @@ def test_nan_inf_images_refused_everywhere(pipe, value):
 
 
 @pytest.mark.parametrize("value", [NAN, INF])
-def test_nan_inf_masks_refused_everywhere(pipe, value):
+def test_nan_inf_masks_refused_everywhere(pipe_wplus, value):
     m = _ok_mask()
     m[0, 0, 3, 3] = value
-    x = pipe.sample(1, seed=1)
-    for name, call in _calls(pipe, x, m).items():
+    x = pipe_wplus.sample(1, seed=1)
+    for name, call in _calls(pipe_wplus, x, m).items():
         with pytest.raises(LatentcompError) as e:
             call()
         one_line(e, "NaN or Inf")
         assert "mask" in str(e.value) or "region" in str(e.value), name
 
 
-def test_nan_hidden_pixel_is_still_refused(pipe):
+def test_nan_hidden_pixel_is_still_refused(pipe_wplus):
     """A NaN under a hidden pixel would poison x * m (NaN * 0 = NaN): refused, not silently used."""
-    x = pipe.sample(1, seed=2)
+    x = pipe_wplus.sample(1, seed=2)
     x[0, :, 0, RES - 1] = NAN  # right half is hidden
     with pytest.raises(LatentcompError, match="NaN or Inf"):
-        pipe.inpaint(x, _ok_mask())
+        pipe_wplus.inpaint(x, _ok_mask())
 
 
-def test_nan_in_a_later_batch_item(pipe):
-    x = pipe.sample(3, seed=3)
+def test_nan_in_a_later_batch_item(pipe_wplus):
+    x = pipe_wplus.sample(3, seed=3)
     x[2, 1, 4, 4] = INF
     with pytest.raises(LatentcompError) as e:
-        pipe.compose([x], [_ok_mask()])
+        pipe_wplus.compose([x], [_ok_mask()])
     one_line(e, "NaN or Inf")
 
 
-def test_nan_inf_latents_refused(pipe):
-    G = pipe.generator
+def test_nan_inf_latents_refused(pipe_wplus):
+    G = pipe_wplus.generator
     for space, shape in (("z", (1, 64)), ("w", (1, G.w_dim)), ("w+", (1, G.num_ws, G.w_dim))):
         for value in (NAN, INF):
             lat = torch.zeros(shape)
@@ -120,9 +113,10 @@ def test_nan_inf_latents_refused(pipe):
                 G(lat, space=space)
             one_line(e, space, "NaN or Inf")
     with pytest.raises(LatentcompError, match="NaN or Inf"):
-        pipe.generate(torch.full((1, G.num_ws, G.w_dim), NAN))
+        pipe_wplus.generate(torch.full((1, G.num_ws, G.w_dim), NAN))
     with pytest.raises(LatentcompError, match="NaN or Inf"):
-        pipe.refine(pipe.sample(1), _ok_mask(), latent=torch.full((1, G.num_ws, G.w_dim), NAN), steps=1)
+        bad = torch.full((1, G.num_ws, G.w_dim), NAN)
+        pipe_wplus.refine(pipe_wplus.sample(1), _ok_mask(), latent=bad, steps=1)
 
 
 def test_regressor_with_nan_weights_gives_an_error_not_a_nan_image(tmp_path, capsys):
@@ -323,14 +317,14 @@ def test_wrong_latent_size_through_G(name):
     assert ok.shape == (2, G.channels, G.resolution, G.resolution)
 
 
-def test_wrong_wplus_rows(pipe):
-    G = pipe.generator
+def test_wrong_wplus_rows(pipe_wplus):
+    G = pipe_wplus.generator
     for shape in ((1, G.num_ws + 1, G.w_dim), (1, G.num_ws - 1, G.w_dim), (1, G.num_ws, G.w_dim + 1)):
         with pytest.raises(LatentcompError) as e:
             G(torch.zeros(shape), space="w+")
         one_line(e, "w+", f"(N, {G.num_ws}, {G.w_dim})")
         with pytest.raises(LatentcompError):
-            pipe.generate(torch.zeros(shape))
+            pipe_wplus.generate(torch.zeros(shape))
 
 
 def test_wrong_z_size_through_mapping():

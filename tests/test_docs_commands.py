@@ -5,7 +5,8 @@ bundled models with tiny sizes.
 Per page, in a fresh folder that already holds the files the pages use as inputs (faces/ from
 `latentcomp data render toyfaces --n 8`, and the masks hair.png, top.png, glasses.png from `latentcomp
 mask`), the page's blocks run in order, so a command may use what an earlier one wrote. Sizes are made
-tiny (`TINY`: --n, --steps, ... are capped; commands that have --quick get it). Commands that cannot run
+tiny (`TINY`: --n, --steps, ... are capped; commands that have --quick get it; `TINY_PYTHON` caps `n=` in
+python blocks; `tiny_defaults` lowers the few sizes that no option reaches). Commands that cannot run
 here are skipped by `SKIP` (a substring of the command and the reason), which stays short.
 Conventions for pages: ```bash blocks hold runnable commands (one per line, `\\` continues a line);
 option synopses with placeholders go in ```text blocks; ```python blocks are runnable as written.
@@ -73,16 +74,21 @@ TINY_FOR = {
 TINY_ADD = {
     "directions compute": {"--n": "120"},
     "gan train": {"--pool-size": "64", "--steps": "3"},
-    "regressor train": {"--steps": "3"},
+    "regressor train": {"--steps": "3", "--test-size": "4"},
     "evaluate composition": {"--opt-steps": "3", "--refine-steps": "2"},
     "analyzer train": {"--steps": "3"},
     "gan evaluate": {"--n": "16"},
     "regressor evaluate": {"--n": "8"},
     "analyzer eval": {"--n": "16"},
-    "directions geometry": {"--n": "4", "--steps": "3"},
+    # one walk each way (closed form + steer, steer only); every transform: tests/test_geometry.py
+    "directions geometry": {"--n": "4", "--steps": "3", "--transform": "zoom,brightness"},
     "probe omissions": {"--n": "2", "--steps": "3"},
     "invert": {"--steps": "3"},
 }
+#: keyword -> the largest value used in ```python blocks (`n=500` runs as `n=60`)
+TINY_PYTHON = {"n": 60}
+#: samples of the closed-form geometric walks (`directions geometry`; no option reaches it)
+TINY_CLOSED_FORM_SAMPLES = 8
 #: commands with --quick
 QUICK = ("probe tradeoff", "probe independence", "probe parts", "probe rebalance", "probe report")
 QUICK += ("directions evaluate", "demo")
@@ -153,6 +159,16 @@ def tiny(cmd: str) -> list[str]:
     return args
 
 
+def tiny_python(code: str) -> str:
+    """A ```python block with its keyword sizes capped by TINY_PYTHON."""
+
+    def cap(m: re.Match) -> str:
+        key, value = m.group(1), int(m.group(2))
+        return f"{key}={min(value, TINY_PYTHON[key])}"
+
+    return re.sub(rf"\b({'|'.join(TINY_PYTHON)})=(\d+)\b", cap, code)
+
+
 def skip_reason(text: str) -> str | None:
     return next((why for key, why in SKIP.items() if key in text), None)
 
@@ -181,6 +197,17 @@ def inputs(tmp_path_factory):
     finally:
         os.chdir(cwd)
     return d
+
+
+@pytest.fixture
+def tiny_defaults(monkeypatch):
+    """Sizes that no command option reaches, made tiny for these runs (as TINY does for options)."""
+    import functools
+
+    from latentcomp.navigate import geometry
+
+    tiny_closed_form = functools.partial(geometry.closed_form_directions, n=TINY_CLOSED_FORM_SAMPLES)
+    monkeypatch.setattr(geometry, "closed_form_directions", tiny_closed_form)
 
 
 def prepare(workdir: Path, inputs: Path) -> None:
@@ -218,7 +245,7 @@ def run_items(items, workdir: Path, where: str, capsys) -> list[str]:
             ran.append(text)
         else:
             try:
-                exec(compile(text, where, "exec"), {"__name__": "__docs__"})
+                exec(compile(tiny_python(text), where, "exec"), {"__name__": "__docs__"})
             except Exception as e:
                 raise AssertionError(f"{where}: python block failed: {type(e).__name__}: {e}\n{text}") from e
             ran.append("python block")
@@ -226,7 +253,7 @@ def run_items(items, workdir: Path, where: str, capsys) -> list[str]:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_page_commands_run(page, inputs, tmp_path, monkeypatch, capsys):
+def test_page_commands_run(page, inputs, tiny_defaults, tmp_path, monkeypatch, capsys):
     if page.name == "own-gan.md" and not REAL.is_dir():
         pytest.skip(f"the tutorial uses the real MNIST DCGAN of {REAL}")
     monkeypatch.chdir(tmp_path)
@@ -242,7 +269,7 @@ def test_page_commands_run(page, inputs, tmp_path, monkeypatch, capsys):
     run_items(list(page_items(page)), tmp_path, page.name, capsys)
 
 
-def test_help_examples_parse_and_run(inputs, tmp_path, monkeypatch, capsys):
+def test_help_examples_parse_and_run(inputs, tiny_defaults, tmp_path, monkeypatch, capsys):
     """Every example parses (options, types, required ones); those whose command no page runs also run."""
     import click
     import typer
@@ -273,10 +300,11 @@ def test_extraction_and_rewrites():
     code = "latentcomp compose --part a.png \\\n    --part b.png --out o.png   # note\necho x\n"
     assert commands(code) == ["latentcomp compose --part a.png --part b.png --out o.png # note"]
     assert tiny("latentcomp regressor train --generator G --steps 20000 --out r") == [
-        "regressor", "train", "--generator", "G", "--steps", "3", "--out", "r",
+        "regressor", "train", "--generator", "G", "--steps", "3", "--out", "r", "--test-size", "4",
     ]  # fmt: skip
     assert tiny("latentcomp directions compute --model toyfaces --method supervised --n 1000")[-1] == "120"
     assert tiny("latentcomp probe report --model toyfaces --out o")[-1] == "--quick"
+    assert tiny_python("f(n=500, k=5)\ng(n=4, seed=0)\n") == "f(n=60, k=5)\ng(n=4, seed=0)\n"
     assert "--quick" not in tiny("latentcomp probe omissions --model toyfaces --out o")
     assert skip_reason("latentcomp serve --model toyfaces") and not skip_reason("latentcomp compose")
     langs = [lang for lang, _ in fenced_blocks("```bash\nls\n```\ntext\n```python\nx = 1\n```\n")]

@@ -9,18 +9,10 @@ import torch
 
 from latentcomp import load_generator
 from latentcomp.data.toyfaces import ATTRIBUTE_PART, PARTS
-from latentcomp.edit import Pipeline
 from latentcomp.edit.autocollage import toyfaces_collages
 from latentcomp.edit.evaluation import evaluate_composition, frechet_distance, markdown_table
 from latentcomp.metrics.analyzer import Analyzer, default_config
 from latentcomp.regressors import build_regressor, save_regressor
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    G = load_generator("builtin:tiny-random")
-    torch.manual_seed(0)
-    return Pipeline(G, build_regressor(G))
 
 
 @pytest.fixture(scope="module")

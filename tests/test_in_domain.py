@@ -9,23 +9,11 @@ from clirun import run_cli
 from PIL import Image
 
 from latentcomp import load_generator
-from latentcomp.edit import Pipeline
 from latentcomp.edit.refine import OptimConfig, masked_l1, optimise_latent
 from latentcomp.errors import LatentcompError
 from latentcomp.regressors import build_regressor, save_regressor
 
 RES = 32
-
-
-def _pipe(spec):
-    G = load_generator(spec)
-    torch.manual_seed(0)
-    return Pipeline(G, build_regressor(G))
-
-
-@pytest.fixture(scope="module", params=["builtin:tiny-random", "builtin:tiny-random-stylegan2"])
-def pipe(request):
-    return _pipe(request.param)
 
 
 def _left(n=1):
@@ -34,7 +22,8 @@ def _left(n=1):
     return m
 
 
-def test_in_domain_fits_known_pixels_and_stays_in_domain(pipe):
+def test_in_domain_fits_known_pixels_and_stays_in_domain(any_pipe):
+    pipe = any_pipe
     x, m = pipe.sample(3, seed=11), _left()
     start = pipe.invert(x, m)
     base = masked_l1(pipe.generate(start), x, m)
@@ -55,7 +44,8 @@ def test_in_domain_fits_known_pixels_and_stays_in_domain(pipe):
     assert (strong.known_l1 < base).all()
 
 
-def test_domain_gap_is_the_distance_to_the_regressors_answer(pipe):
+def test_domain_gap_is_the_distance_to_the_regressors_answer(any_pipe):
+    pipe = any_pipe
     lat = pipe.invert(pipe.sample(2, seed=3))
     lat = lat + 0.3 * torch.randn(lat.shape, generator=torch.Generator().manual_seed(0))
     img = pipe.generate(lat)
@@ -63,8 +53,7 @@ def test_domain_gap_is_the_distance_to_the_regressors_answer(pipe):
     assert torch.allclose(pipe.domain_gap(lat), want, atol=1e-5)
 
 
-def test_zero_domain_weight_is_plain_adam_without_the_latent_term():
-    pipe = _pipe("builtin:tiny-random")
+def test_zero_domain_weight_is_plain_adam_without_the_latent_term(pipe):
     x, m = pipe.sample(2, seed=5), _left()
     x = x * m
     init = pipe.invert(x, m)
@@ -77,7 +66,8 @@ def test_zero_domain_weight_is_plain_adam_without_the_latent_term():
     assert not torch.allclose(a.latent, c.latent, atol=1e-4)
 
 
-def test_compose_inpaint_edit_take_the_method(pipe):
+def test_compose_inpaint_edit_take_the_method(any_pipe):
+    pipe = any_pipe
     x, m = pipe.sample(1, seed=2), _left()
     other = pipe.sample(1, seed=4)
     c_adam = pipe.compose([x, other], [m, 1 - m], refine=3, refine_method="adam")
@@ -101,8 +91,7 @@ def test_compose_inpaint_edit_take_the_method(pipe):
         ({"refine_method": "in-domain", "domain_weight": float("nan")}, "domain weight must be"),
     ],
 )
-def test_bad_options_are_refused(kw, words):
-    pipe = _pipe("builtin:tiny-random")
+def test_bad_options_are_refused(kw, words, pipe):
     x = pipe.sample(1)
     for call in (
         lambda: pipe.compose([x], refine=1, **kw),

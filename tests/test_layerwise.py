@@ -19,12 +19,6 @@ from latentcomp.regressors import build_regressor, save_regressor
 TINY = ["builtin:tiny-random", "builtin:tiny-random-stylegan2"]
 
 
-def _pipe(spec):
-    G = load_generator(spec)
-    torch.manual_seed(0)
-    return Pipeline(G, build_regressor(G))
-
-
 @pytest.mark.parametrize("spec", TINY)
 def test_synthesize_from_replaces_one_layer(spec):
     G = load_generator(spec)
@@ -63,8 +57,8 @@ def test_layer_choice():
 
 
 @pytest.mark.parametrize("spec", TINY)
-def test_layerwise_draws_what_the_latent_cannot(spec):
-    pipe = _pipe(spec)
+def test_layerwise_draws_what_the_latent_cannot(spec, make_pipe):
+    pipe = make_pipe(spec)
     x, _, _ = ToyFaces(32, seed=4).render_batch(range(3))  # nothing like what a random GAN draws
     m = torch.ones(1, 1, 32, 32)
     m[..., :, 24:] = 0
@@ -85,11 +79,10 @@ def test_layerwise_draws_what_the_latent_cannot(spec):
         invert_layer(pipe, x, m, steps=-1)
 
 
-def test_omissions_probe_on_a_tiny_pipeline():
+def test_omissions_probe_on_a_tiny_pipeline(pipe):
     from latentcomp.metrics.analyzer import load_analyzer
     from latentcomp.probe.omissions import markdown, omissions
 
-    pipe = _pipe("builtin:tiny-random")
     res = omissions(pipe, load_analyzer("builtin:toyfaces-analyzer"), n=4, steps=5, batch=2)
     assert res["layer"] == "4x4" and res["n"] == 4
     assert res["known_l1_layer"] < res["known_l1_latent"]

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from clirun import run_ok
 
 from latentcomp.errors import LatentcompError
 from latentcomp.metrics.features import load_features
@@ -227,18 +228,7 @@ def _write_folder(folder, images):
         io.save_image(img, folder / f"{i:03d}.png")
 
 
-def _cli(*args):
-    from typer.testing import CliRunner
-
-    from latentcomp.cli import app
-
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    assert res.exit_code == 0, res.output + repr(res.exception)
-    return res.output
-
-
-def test_metrics_cli(tmp_path):
-
+def test_metrics_cli(tmp_path, capsys):
     g = torch.Generator().manual_seed(0)
     a = torch.rand(12, 3, 16, 16, generator=g) * 2 - 1
     b = (a + 0.5).clamp(-1, 1)
@@ -253,17 +243,16 @@ def test_metrics_cli(tmp_path):
     for i in range(12):
         io.save_mask(m, masks / f"{i:03d}.png")
     out = tmp_path / "l1.json"
-    _cli("metrics", "masked-l1", tmp_path / "a", tmp_path / "b", "--mask-dir", masks, "--json", out)
+    dir_a, dir_b = tmp_path / "a", tmp_path / "b"
+    run_ok(["metrics", "masked-l1", dir_a, dir_b, "--mask-dir", masks, "--json", out], capsys)
     res = json.loads(out.read_text())
     # the PNGs are quantised to 8 bits; compare with the same files read back
     ra = torch.cat([io.load_image(p) for p in sorted((tmp_path / "a").iterdir())])
     rb = torch.cat([io.load_image(p) for p in sorted((tmp_path / "b").iterdir())])
     assert res["masked_l1"] == pytest.approx(float(masked_l1(ra, rb, m).mean()), abs=1e-6)
     assert res["n"] == 12
-    printed = _cli("metrics", "fid", tmp_path / "a", tmp_path / "a", "--features", "pixels:2")
+    printed = run_ok(["metrics", "fid", dir_a, dir_a, "--features", "pixels:2"], capsys)
     assert "fid: " in printed and "kid: " in printed
     out2 = tmp_path / "p.json"
-    _cli(
-        "metrics", "prdc", tmp_path / "a", tmp_path / "b", "--features", "pixels:2", "--k", 3, "--json", out2
-    )
+    run_ok(["metrics", "prdc", dir_a, dir_b, "--features", "pixels:2", "--k", 3, "--json", out2], capsys)
     assert set(json.loads(out2.read_text())) >= {"precision", "recall", "density", "coverage"}

@@ -18,22 +18,6 @@ from latentcomp.regressors import build_regressor, save_regressor
 RES = 32
 
 
-def _pipe(spec="builtin:tiny-random", seed=0):
-    G = load_generator(spec)
-    torch.manual_seed(seed)
-    return Pipeline(G, build_regressor(G))
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    return _pipe()
-
-
-@pytest.fixture(scope="module")
-def pipe_wplus():
-    return _pipe("builtin:tiny-random-stylegan2")
-
-
 def _half(n=1, left=True):
     m = torch.zeros(n, 1, RES, RES)
     if left:
@@ -177,10 +161,10 @@ def test_refine_optimise_finetune(pipe):
     assert res.image.shape == (1, 3, RES, RES)
 
 
-def test_compile_matches_eager():
+def test_compile_matches_eager(make_pipe):
     """Pipeline.compile: same outputs as eager for E + G and for refinement (a grad-mode graph), and a
     fine-tuned copy of a compiled E runs its own tuned weights, not the original's."""
-    eager, compiled = _pipe(seed=3), _pipe(seed=3).compile()
+    eager, compiled = make_pipe(seed=3), make_pipe(seed=3).compile()
     assert compiled.compiled and not eager.compiled
     x, m = eager.sample(4, seed=5), _half(4)
     a, b = eager.compose([x], [m]), compiled.compose([x], [m])
@@ -195,17 +179,17 @@ def test_compile_matches_eager():
     assert not torch.allclose(own, original, atol=1e-6)
 
 
-def test_compile_freezes_only_the_no_grad_graphs():
+def test_compile_freezes_only_the_no_grad_graphs(make_pipe):
     """compile(freeze=True) sends the graphs run without grad (E's pass, G's) through inductor's freezing,
     and not those that need grad (refinement); freeze=False never does. Outputs stay those of eager."""
     from torch._inductor import freezing
 
     torch._dynamo.reset()  # fresh graph caches: earlier tests' compiles count towards the recompile limit
-    eager = _pipe(seed=3)
+    eager = make_pipe(seed=3)
     x, m = eager.sample(2, seed=5), _half(2)
-    assert not _pipe(seed=3).compile().frozen  # opt-in
+    assert not make_pipe(seed=3).compile().frozen  # opt-in
     for freeze in (True, False):
-        pipe = _pipe(seed=3).compile(freeze=freeze)
+        pipe = make_pipe(seed=3).compile(freeze=freeze)
         assert pipe.frozen == freeze
         with mock.patch.object(freezing, "freeze", wraps=freezing.freeze) as spy:
             out = pipe.reconstruct(x, m)
@@ -216,8 +200,8 @@ def test_compile_freezes_only_the_no_grad_graphs():
         assert spy.call_count == frozen_graphs
 
 
-def test_regressor_bf16_runs_only_e_in_bf16():
-    fp32, bf16 = _pipe(seed=3), _pipe(seed=3).set_regressor_precision("bf16")
+def test_regressor_bf16_runs_only_e_in_bf16(make_pipe):
+    fp32, bf16 = make_pipe(seed=3), make_pipe(seed=3).set_regressor_precision("bf16")
     x, m = fp32.sample(4, seed=5), _half(4)
     a, b = fp32.invert(x, m), bf16.invert(x, m)
     assert b.dtype == torch.float32 and not torch.equal(a, b)  # bf16 really ran ...
@@ -239,8 +223,8 @@ def test_regressor_bf16_runs_only_e_in_bf16():
     assert bf16.regressor_precision == "bf16"
 
 
-def test_regressor_int8_serves_the_calls_without_grad():
-    fp32, q = _pipe(seed=3), _pipe(seed=3).set_regressor_precision("int8", calibration=32)
+def test_regressor_int8_serves_the_calls_without_grad(make_pipe):
+    fp32, q = make_pipe(seed=3), make_pipe(seed=3).set_regressor_precision("int8", calibration=32)
     x, m = fp32.sample(4, seed=5), _half(4)
     a, b = fp32.invert(x, m), q.invert(x, m)
     assert b.dtype == torch.float32 and not torch.equal(a, b)  # the int8 copy ran ...
@@ -279,12 +263,15 @@ def test_from_pretrained_file_and_folder(tmp_path):
         Pipeline.from_pretrained(str(tmp_path / "missing"))
 
 
-def test_bundled_missing_is_a_plain_error():
-    try:
+def test_bundled_missing_is_a_plain_error(tmp_path, monkeypatch):
+    from latentcomp.regressors import io as regressor_io
+
+    pipe = Pipeline.from_pretrained("toyfaces")  # installed: loads the bundled DCGAN pipeline
+    assert pipe.resolution == 64 and pipe.regressor.space == "z"
+    monkeypatch.setattr(regressor_io, "WEIGHTS_DIR", tmp_path)  # a copy without the bundled weights
+    with pytest.raises(LatentcompError, match="toyfaces") as e:
         Pipeline.from_pretrained("toyfaces")
-    except LatentcompError as e:
-        assert "toyfaces" in str(e) and "\n" not in str(e)
-    # (when the bundled models are installed, loading simply works)
+    assert "not installed" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_mismatched_models_refused():

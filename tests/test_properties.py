@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from latentcomp import io, load_generator
-from latentcomp.edit import Pipeline
 from latentcomp.errors import LatentcompError
 from latentcomp.regressors import build_regressor, save_regressor
 
@@ -192,13 +191,6 @@ def test_damaged_files_are_latentcomp_errors(fmt, seed, damage, where):
 
 
 # ------------------------------------------------------------------------------------- Pipeline API
-@pytest.fixture(scope="module")
-def pipe():
-    G = load_generator("builtin:tiny-random-stylegan2")
-    torch.manual_seed(0)
-    return Pipeline(G, build_regressor(G))
-
-
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8, torch.int64, torch.bool)
 
 
@@ -256,11 +248,11 @@ def _check_compose(res, n_expected=None):
     refine=st.sampled_from([0, 0, 1]),
     paste=st.booleans(),
 )
-def test_compose_any_tensors(pipe, parts, refine, paste):
+def test_compose_any_tensors(pipe_wplus, parts, refine, paste):
     images = [p[0] for p in parts]
     masks = [p[1] for p in parts]
     try:
-        res = pipe.compose(images, masks, refine=refine, paste=paste)
+        res = pipe_wplus.compose(images, masks, refine=refine, paste=paste)
     except LatentcompError as e:
         assert "\n" not in str(e)
         event("refused")
@@ -279,7 +271,7 @@ def test_compose_any_tensors(pipe, parts, refine, paste):
     mask_values=st.sampled_from(["binary", "soft", "bool", "uint8"]),
     seed=st.integers(0, 2**31),
 )
-def test_documented_forms_always_work(pipe, n, k, keep, image_form, mask_form, mask_values, seed):
+def test_documented_forms_always_work(pipe_wplus, n, k, keep, image_form, mask_form, mask_values, seed):
     """Images (C,H,W) / (N,C,H,W), masks (H,W) / (1,H,W) / (N,H,W) / (N,1,H,W), batch-1 broadcasting and
     mask values >= 0.5 = known: every documented form is accepted, by compose and by inpaint."""
     g = torch.Generator().manual_seed(seed)
@@ -298,11 +290,11 @@ def test_documented_forms_always_work(pipe, n, k, keep, image_form, mask_form, m
     n_img = 1 if image_form in ("CHW", "batch1") else n
     n_mask = n if mask_form in ("N1HW", "NHW") else 1
     n_out = max(n_img, n_mask)
-    res = pipe.compose([x], [m], paste=True)
+    res = pipe_wplus.compose([x], [m], paste=True)
     _check_compose(res, n_out)
     known = res.mask.bool().expand_as(res.image)
     assert torch.equal(res.image[known], res.collage[known])
-    out = pipe.inpaint(x, m, n=k, seed=seed)
+    out = pipe_wplus.inpaint(x, m, n=k, seed=seed)
     assert out.images.shape == (n_out, k, 3, RES, RES) and torch.isfinite(out.images).all()
 
 
@@ -315,9 +307,9 @@ def test_documented_forms_always_work(pipe, n, k, keep, image_form, mask_form, m
     refine=st.sampled_from([0, 1]),
     seed=st.integers(0, 2**63 - 1),
 )
-def test_inpaint_any_tensors(pipe, image, mask, n, method, refine, seed):
+def test_inpaint_any_tensors(pipe_wplus, image, mask, n, method, refine, seed):
     try:
-        res = pipe.inpaint(image, mask, n=n, seed=seed, method=method, refine=refine, paste=True)
+        res = pipe_wplus.inpaint(image, mask, n=n, seed=seed, method=method, refine=refine, paste=True)
     except LatentcompError as e:
         assert "\n" not in str(e)
         event("refused")

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from clirun import run_cli, run_ok
 
 from latentcomp import load_generator
-from latentcomp.cli import main
 from latentcomp.edit import Pipeline
 from latentcomp.edit.refine import masked_l1, mean_latent
 from latentcomp.errors import LatentcompError
@@ -48,14 +48,6 @@ def gansformer(tmp_path_factory):
 def _images(G, n=3, seed=1):
     with torch.no_grad():
         return G(G.sample_latent(n, generator=torch.Generator().manual_seed(seed))).clamp(-1, 1)
-
-
-def run_cli(args) -> int:
-    try:
-        main(args)
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def _half(n=1):
@@ -363,38 +355,34 @@ def test_cli_train_compose_inpaint_edit_evaluate(tmp_path, capsys, G):
     from latentcomp import io
 
     run = tmp_path / "run"
-    rc = run_cli(["regressor", "train", "--generator", STYLE, "--out", str(run), "--steps", "2", "--batch",
-               "4", "--lpips", "none", "--eval-every", "2", "--test-size", "4", "--iterative", "--iterations",
-               "2", "--head", "pyramid", "--collage-fraction", "0.5", "--collage-masks", "noise",
-               "--no-tensorboard"])  # fmt: skip
-    assert rc == 0
+    run_ok(["regressor", "train", "--generator", STYLE, "--out", run, "--steps", "2", "--batch", "4",
+            "--lpips", "none", "--eval-every", "2", "--test-size", "4", "--iterative", "--iterations", "2",
+            "--head", "pyramid", "--collage-fraction", "0.5", "--collage-masks", "noise", "--no-tensorboard"],
+           capsys)  # fmt: skip
     saved = json.loads((run / "config.json").read_text())
     assert saved["iterative"] and saved["head"] == "pyramid" and saved["train"]["collage_fraction"] == 0.5
     a, b = _images(G, 2)
-    io.save_image(a, tmp_path / "a.png")
-    io.save_image(b, tmp_path / "b.png")
-    io.save_mask(_half()[0], tmp_path / "m.png")
-    capsys.readouterr()
-    assert run_cli(["compose", "--model", str(run), "--part", str(tmp_path / "a.png"), "--part",
-                 f"{tmp_path / 'b.png'}:{tmp_path / 'm.png'}", "--out", str(tmp_path / "c.png"),
-                 "--iterations", "3"]) == 0  # fmt: skip
+    a_png, b_png, m_png = (tmp_path / f for f in ("a.png", "b.png", "m.png"))
+    io.save_image(a, a_png)
+    io.save_image(b, b_png)
+    io.save_mask(_half()[0], m_png)
+    run_ok(["compose", "--model", run, "--part", a_png, "--part", f"{b_png}:{m_png}",
+            "--out", tmp_path / "c.png", "--iterations", "3"], capsys)  # fmt: skip
     assert (tmp_path / "c.png").is_file()
-    a_png, b_png, m_png = (str(tmp_path / f) for f in ("a.png", "b.png", "m.png"))
-    assert run_cli(["inpaint", "--model", str(run), "--image", a_png, "--mask", m_png, "--out",
-                 str(tmp_path / "i.png"), "--iterations", "1"]) == 0  # fmt: skip
-    assert run_cli(["edit", "--model", str(run), "--image", a_png, "--example", b_png, "--region", m_png,
-                 "--out", str(tmp_path / "e.png"), "--iterations", "2"]) == 0  # fmt: skip
+    run_ok(["inpaint", "--model", run, "--image", a_png, "--mask", m_png, "--out", tmp_path / "i.png",
+            "--iterations", "1"], capsys)  # fmt: skip
+    run_ok(["edit", "--model", run, "--image", a_png, "--example", b_png, "--region", m_png,
+            "--out", tmp_path / "e.png", "--iterations", "2"], capsys)  # fmt: skip
     assert (tmp_path / "i.png").is_file() and (tmp_path / "e.png").is_file()
-    capsys.readouterr()
-    rc = run_cli(["regressor", "evaluate", str(run), "--n", "4", "--analyzer", "none", "--iterations", "3"])
-    assert rc == 0
-    assert json.loads(capsys.readouterr().out)["regressor_passes"] == 3
+    out = run_ok(["regressor", "evaluate", run, "--n", "4", "--analyzer", "none", "--iterations", "3"],
+                 capsys)  # fmt: skip
+    assert json.loads(out)["regressor_passes"] == 3
     plain = tmp_path / "plain"
     save_regressor(build_regressor(G), plain)
-    rc = run_cli(["compose", "--model", str(plain) + ".safetensors", "--part", a_png, "--out",
-               str(tmp_path / "p.png"), "--iterations", "2"])  # fmt: skip
+    rc, _, err = run_cli(["compose", "--model", f"{plain}.safetensors", "--part", a_png, "--out",
+                          tmp_path / "p.png", "--iterations", "2"], capsys)  # fmt: skip
     assert rc == 2
-    assert "plain one-pass regressor" in capsys.readouterr().err
+    assert "plain one-pass regressor" in err
 
 
 def test_web_api_iterations(iter_pipe):

@@ -34,9 +34,9 @@ ITERATIONS_HELP = (
 
 
 def _pipe(model: str, device: str | None, generator: str | None = None, iterations: int | None = None):
-    from ..edit.pipeline import Pipeline
+    from ..pretrained import load_pipeline
 
-    return Pipeline.from_pretrained(model, device=device, generator=generator, iterations=iterations)
+    return load_pipeline(model, device=device, generator=generator, iterations=iterations)
 
 
 def split_part(spec: str) -> tuple[Path, Path | None]:

@@ -110,7 +110,7 @@ def sample_cmd(
     device: str = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
 ) -> None:
     """Sample a grid of images from a generator spec or a model's generator (default: toyfaces)."""
-    from ..edit.pipeline import model_generator_spec
+    from ..pretrained import model_generator_spec
 
     if generator is not None and model is not None:
         raise LatentcompError("give --generator SPEC or --model NAME, not both")

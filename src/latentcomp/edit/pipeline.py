@@ -35,35 +35,7 @@ from .refine import (
     optimise_latent,
 )
 
-# short names -> regressor sources (each regressor records the spec of its generator)
-PRETRAINED = {
-    "toyfaces": "builtin:toyfaces-dcgan-regressor",
-    "toyfaces-dcgan": "builtin:toyfaces-dcgan-regressor",
-    "toyfaces-stylegan2": "builtin:toyfaces-stylegan2-regressor",
-    "toyfaces-gansformer": "builtin:toyfaces-gansformer-regressor",
-}
-# bundled generator specs that users also write for the bundled pipelines -> their short names
-MODEL_ALIASES = {
-    "builtin:toyfaces": "toyfaces",
-    "builtin:toyfaces-dcgan": "toyfaces",
-    "builtin:toyfaces-stylegan2": "toyfaces-stylegan2",
-    "builtin:toyfaces-gansformer": "toyfaces-gansformer",
-}
 REGRESSOR_PRECISIONS = ("fp32", "bf16", "int8")
-
-
-def model_generator_spec(name: str, trust_code: bool = False) -> str:
-    """The generator spec of a model (a bundled name such as toyfaces, builtin:NAME, or a regressor run
-    folder / file): what its regressor records. A recorded `python:` spec is refused unless `trust_code`."""
-    from ..regressors import load_regressor
-    from ..regressors.model import check_recorded_spec
-
-    name = MODEL_ALIASES.get(str(name), str(name))
-    E = load_regressor(PRETRAINED.get(name, name))
-    if not E.generator_spec:
-        raise LatentcompError(f"model {name} records no generator spec; pass --generator SPEC")
-    check_recorded_spec(E.generator_spec, trust_code, str(name))
-    return E.generator_spec
 INT8_CALIBRATION_SEED = 0
 
 
@@ -124,10 +96,17 @@ class Pipeline:
     `Pipeline(generator, regressor, device)` pairs any generator with a regressor trained for it."""
 
     def __init__(
-        self, generator, regressor, device: str | torch.device | None = None, iterations: int | None = None
+        self,
+        generator,
+        regressor,
+        device: str | torch.device | None = None,
+        iterations: int | None = None,
+        source: str | None = None,
+        untrained: bool = False,
     ):
         """`iterations`: passes of an iterative regressor (1-10; None = the number it was trained with);
-        a plain regressor takes only 1 (or None)."""
+        a plain regressor takes only 1 (or None). `source` names the model in reports (default: where the
+        regressor was loaded from); `untrained` marks a regressor that was never trained (smoke tests)."""
         G, E = generator, regressor
         for name in ("space", "resolution", "channels"):
             if not hasattr(E, name):
@@ -152,7 +131,8 @@ class Pipeline:
         self.iterations: int | None = None
         self.set_iterations(iterations)
         self._mean_latent: torch.Tensor | None = None
-        self.source = getattr(E, "source", "")
+        self.source = str(source if source is not None else getattr(E, "source", ""))
+        self.untrained = bool(untrained)
         self.compiled = False
         self.frozen = False
         self.regressor_precision = "fp32"
@@ -168,36 +148,18 @@ class Pipeline:
         trust_code: bool = False,
         iterations: int | None = None,
     ) -> Pipeline:
-        """Load by name: toyfaces | toyfaces-stylegan2 | toyfaces-gansformer | builtin:NAME | a regressor run
-        folder, a folder written by `save_pretrained`, or a regressor .safetensors file.
+        """Load by name: a bundled model (`latentcomp.pretrained.list_pretrained()`: toyfaces,
+        toyfaces-stylegan2, toyfaces-gansformer), builtin:NAME, a regressor run folder, a folder written by
+        `save_pretrained`, or a regressor .safetensors file (`latentcomp.pretrained.load_pipeline` resolves
+        the name).
 
         The generator is the one the regressor records, unless `generator` (a spec such as
         `python:my_pkg.gen:build`, or a loaded Generator) names it. A recorded `python:` spec would run
         code chosen by the model file and is refused unless `trust_code=True`."""
-        from ..generators import load_generator
-        from ..regressors import load_regressor
+        from ..pretrained import load_pipeline
 
-        parse_device(device)  # a bad device is refused before any model loads
-        name = MODEL_ALIASES.get(str(name), str(name))
-        src = PRETRAINED.get(name, name)
-        try:
-            E = load_regressor(src)
-        except LatentcompError as e:
-            if str(name) in PRETRAINED:
-                raise LatentcompError(
-                    f"the bundled model {name!r} ({src}) is not installed in this copy of latentcomp; "
-                    "pass --model RUN_DIR (a trained regressor) instead"
-                ) from e
-            raise
-        if generator is None:
-            G = E.load_generator(trust_code=trust_code)
-        elif isinstance(generator, str):
-            G = load_generator(generator)  # named by the caller, not by the model file
-        else:
-            G = generator
-        pipe = cls(G, E, device=device, iterations=iterations)
-        pipe.source = str(name)
-        return pipe
+        return load_pipeline(name, device=device, generator=generator, trust_code=trust_code,
+                             iterations=iterations)  # fmt: skip
 
     def save_pretrained(self, folder, generator_spec: str | None = None, half: bool = False):
         """Write this pipeline as a folder that `from_pretrained(folder)` and every command's `--model
@@ -621,8 +583,7 @@ class Pipeline:
         x = self._images(x)
         m = self._mask(mask, x)
         E2 = finetune_regressor(self.generator, self.regressor, x * m, m, steps=steps, lr=lr, seed=seed)
-        pipe = Pipeline(self.generator, E2, device=self.device, iterations=self.iterations)
-        pipe.source = self.source
+        pipe = Pipeline(self.generator, E2, self.device, iterations=self.iterations, source=self.source)
         return pipe.set_regressor_precision(self.regressor_precision)
 
     # ------------------------------------------------------------------ baselines

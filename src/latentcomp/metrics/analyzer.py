@@ -34,10 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LatentcompError
-from ..io import atomic_write, write_text
+from ..io import atomic_write, save_torch, write_text
 from ..outputs import check_run_folder
 from ..safe_pickle import load_weights_only
-from ..training.checkpoint import atomic_torch_save
 
 FORMAT = "latentcomp-analyzer"
 FORMAT_VERSION = 1
@@ -564,7 +563,7 @@ def train_analyzer(out: str | os.PathLike, steps: int = 1600, batch: int = 48, s
     n_attr = len(config["attributes"])
 
     def save_ckpt(step):
-        atomic_torch_save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step,
+        save_torch({"model": net.state_dict(), "opt": opt.state_dict(), "step": step,
                             "elapsed": elapsed, "config": config, "hparams": hp}, ckpt_path)
 
     def quick_eval():

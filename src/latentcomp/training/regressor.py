@@ -51,11 +51,12 @@ from torch import nn
 
 from ..devices import parse_device
 from ..errors import LatentcompError
+from ..io import write_json
 from ..masks import MASK_KINDS, MaskSampler
 from ..outputs import check_run_folder
 from ..regressors import Regressor, build_regressor, save_regressor
 from ..regressors.model import HEADS, ITER_STARTS, MAX_ITERATIONS, difference_init
-from .checkpoint import atomic_write_json, capture_rng_state, load_state, restore_rng_state, save_state
+from .checkpoint import capture_rng_state, load_state, restore_rng_state, save_state
 from .collages import COLLAGE_KINDS, collage_rows, make_training_collages, resolve_collage_kind
 
 STATE_FILE = "state.pt"
@@ -304,52 +305,6 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
 
 
 STREAM_TRAIN, STREAM_TEST = 0, 1
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
-class RealImages:
-    """Images of a folder (recursively), center-cropped and resized to the generator's size, in [-1, 1]."""
-
-    def __init__(self, folder: str | Path, resolution: int, channels: int, cache: int = 8192):
-        self.folder = Path(folder).expanduser()
-        if not self.folder.is_dir():
-            raise LatentcompError(f"--real {self.folder}: not a folder of images")
-        self.files = sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.files:
-            raise LatentcompError(f"--real {self.folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-        if channels not in (1, 3):
-            raise LatentcompError(f"--real needs a 1- or 3-channel generator; this one has {channels}")
-        self.resolution, self.channels, self.cache_size = resolution, channels, cache
-        self._cache: dict[int, torch.Tensor] = {}
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if i in self._cache:
-            return self._cache[i]
-        from PIL import Image
-
-        from ..io import open_image
-
-        p = self.files[i]
-        try:
-            with open_image(p, "--real image") as im:
-                im = im.convert("L" if self.channels == 1 else "RGB")
-                w, h = im.size
-                s = min(w, h)
-                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-                im = im.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS)
-                arr = np.asarray(im, dtype=np.float32)
-        except LatentcompError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise LatentcompError(f"--real: cannot read image {p}: {e}") from e
-        t = torch.from_numpy(arr.copy()).reshape(self.resolution, self.resolution, -1).permute(2, 0, 1)
-        t = t / 127.5 - 1.0
-        if len(self._cache) < self.cache_size:
-            self._cache[i] = t
-        return t
 
 
 # -- the trainer -------------------------------------------------------------------------------------
@@ -478,7 +433,12 @@ class RegressorTrainer:
         self.analyzer = None
         if self.sampler.needs_parts or self.collage_kind == "parts":
             self.analyzer = self._load_analyzer(cfg.part_analyzer, self.device)
-        self.real = RealImages(cfg.real, self.G.resolution, self.G.channels) if cfg.real else None
+        self.real = None
+        if cfg.real:
+            from ..data.folder import ImageFolder
+
+            G = self.G
+            self.real = ImageFolder(cfg.real, G.resolution, G.channels, cache=8192, what="real image folder")
         self.writer = None
 
     # -- configuration ---------------------------------------------------------------------------
@@ -721,7 +681,7 @@ class RegressorTrainer:
             config=self.cfg.to_dict(),
             rng=capture_rng_state(),
         )
-        atomic_write_json(
+        write_json(
             self.run_dir / "metrics.json",
             {"step": self.step, "best_test_loss": self.best_loss, "wall_s": round(self.wall_s, 2),
              "global_batch": self.global_batch, "history": self.history},
@@ -753,7 +713,7 @@ class RegressorTrainer:
             if cfg.overwrite and self.state is None:
                 for name in RUN_FILES:
                     (self.run_dir / name).unlink(missing_ok=True)
-            atomic_write_json(self.run_dir / "config.json", self._run_config())
+            write_json(self.run_dir / "config.json", self._run_config())
         self.writer = self._open_writer()
         last_test: dict[str, float] = {}
         from tqdm.auto import tqdm
@@ -802,7 +762,7 @@ class RegressorTrainer:
             if self.dist.is_main:
                 metrics = json.loads((self.run_dir / "metrics.json").read_text())
                 metrics["ddp"] = {"world_size": self.dist.world, "max_param_abs_diff_across_ranks": diff}
-                atomic_write_json(self.run_dir / "metrics.json", metrics)
+                write_json(self.run_dir / "metrics.json", metrics)
             dist.barrier()
         return TrainResult(
             self.run_dir, self.step, self.best_loss, last_test, list(self.history), self.wall_s

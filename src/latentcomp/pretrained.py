@@ -130,7 +130,7 @@ def load_pipeline(
     generator=None,
     trust_code: bool = False,
     allow_untrained: bool = False,
-    iterations: int | None = None,
+    **options,
 ):
     """A `Pipeline` for `model`: a bundled name (see `list_pretrained`) or alias, builtin:NAME (a bundled
     regressor), a regressor run folder, a folder written by `save_pretrained`, or a regressor .safetensors
@@ -140,7 +140,7 @@ def load_pipeline(
     names it; a recorded `python:` spec runs code chosen by the model file and is refused unless
     `trust_code`. With `allow_untrained`, a plain generator spec (e.g. builtin:tiny-random) that names no
     regressor gets a fresh, untrained one, with a notice: for smoke tests only (`pipe.untrained` is True).
-    `iterations`: passes of an iterative regressor (None: the number it was trained with)."""
+    `options` are `PipelineOptions` fields (precision, compile, iterations, ...)."""
     from .devices import parse_device
     from .edit.pipeline import Pipeline
     from .generators import load_generator
@@ -151,17 +151,17 @@ def load_pipeline(
     except LatentcompError as first:
         if not allow_untrained:
             raise
-        return _untrained_pipeline(str(model), device, first, iterations)
+        return _untrained_pipeline(str(model), device, first, **options)
     if generator is None:
         G = E.load_generator(trust_code=trust_code)
     elif isinstance(generator, str):
         G = load_generator(generator)  # named by the caller, not by the model file
     else:
         G = generator
-    return Pipeline(G, E, device=device, iterations=iterations, source=label)
+    return Pipeline(G, E, device=device, source=label, **options)
 
 
-def _untrained_pipeline(spec: str, device, first: LatentcompError, iterations):
+def _untrained_pipeline(spec: str, device, first: LatentcompError, **options):
     import torch
 
     from .edit.pipeline import Pipeline
@@ -176,4 +176,4 @@ def _untrained_pipeline(spec: str, device, first: LatentcompError, iterations):
     torch.manual_seed(0)
     E = build_regressor(G)
     print_notice(f"{spec} is a generator without a regressor; using an UNTRAINED regressor (smoke test only)")
-    return Pipeline(G, E, device=device, iterations=iterations, source=spec, untrained=True)
+    return Pipeline(G, E, device=device, source=spec, untrained=True, **options)

@@ -1,4 +1,4 @@
-"""Image and mask files <-> tensors, at the edges only (DESIGN: no PIL inside models).
+"""Image and mask files <-> tensors, at the edges only (docs/architecture.md: no PIL inside models).
 
 Images come back as float32 (1, C, H, W) in [-1, 1], masks as float32 (1, 1, H, W) in {0, 1} with
 1 = known pixel (white in the file). Every failure is a `LatentcompError` whose one line names the file

@@ -32,8 +32,8 @@ def sample_images(
     At most MAX_SAMPLE_PIXELS pixels in all (n x resolution^2); images that are not finite (a generator
     with NaN weights) are refused.
     """
-    from ..edit.refine import mean_latent
     from ..generators import load_generator
+    from ..generators.base import mean_latent
 
     if n < 1:
         raise LatentcompError(f"--n must be at least 1; got {n}")

@@ -22,6 +22,7 @@ import torch
 
 from ..devices import parse_device
 from ..errors import LatentcompError
+from ..generators.base import mean_latent
 from . import baselines, multimodal
 from .collage import as_image_batch, as_mask_batch, make_collage, paste_back
 from .refine import (
@@ -31,7 +32,6 @@ from .refine import (
     domain_gap,
     finetune_regressor,
     masked_l1,
-    mean_latent,
     optimise_latent,
 )
 

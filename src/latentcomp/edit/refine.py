@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LatentcompError
+from ..generators.base import mean_latent  # noqa: F401 - its older import path
 from ..metrics.masked import load_masked_lpips, masked_l1
 
 METHODS = ("adam", "lbfgs", "in-domain")
@@ -193,23 +194,6 @@ def optimise_latent(
         losses=losses,
         domain_gap=gap,
     )
-
-
-def mean_latent(G, space: str, n: int = 4096, seed: int = 0) -> torch.Tensor:
-    """The mean latent of G's prior in `space`, shape (1, ...): 0 for z; the mean mapped w for w / w+
-    (a GANsformer's one w_avg is shared by its k components)."""
-    if space == "z":
-        return torch.zeros(1, *G.latent_shape, device=G.device)
-    for name in ("w_avg", "latent_avg", "mean_latent"):
-        val = getattr(G, name, None)
-        if isinstance(val, torch.Tensor) and val.numel() == G.w_dim:
-            w = val.reshape(1, G.w_dim).to(G.device).float().expand(1, *G.space_shape("w"))
-            break
-    else:
-        with torch.no_grad():
-            g = torch.Generator().manual_seed(seed)
-            w = G.mapping(G.sample_latent(n, generator=g)).mean(0, keepdim=True)
-    return (w if space == "w" else G.to_wplus(w, "w")).contiguous()
 
 
 # ---------------------------------------------------------------- per-image fine-tuning

@@ -549,12 +549,10 @@ def train_analyzer(out: str | os.PathLike, steps: int = 1600, batch: int = 48, s
     ev = tf.ToyFaces(resolution=64, seed=EVAL_SEED)
     writer = None
     if tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        from ..extras import require
 
-            writer = SummaryWriter(str(out / "tb"), purge_step=start)
-        except ImportError:  # pragma: no cover
-            writer = None
+        SummaryWriter = require("torch.utils.tensorboard", "TensorBoard logs").SummaryWriter
+        writer = SummaryWriter(str(out / "tb"), purge_step=start)
     log_path = out / "log.jsonl"
     if log_path.exists():  # drop records past the checkpoint (written after it by an interrupted call)
         keep = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]

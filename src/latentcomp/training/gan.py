@@ -388,8 +388,9 @@ class GANTrainer:
 
         writer = None
         if log_dir:
-            from torch.utils.tensorboard import SummaryWriter
+            from ..extras import require
 
+            SummaryWriter = require("torch.utils.tensorboard", "TensorBoard logs").SummaryWriter
             writer = SummaryWriter(str(self.out / "tb"))
         bar = tqdm(
             total=self.cfg.steps,

@@ -690,8 +690,9 @@ class RegressorTrainer:
     def _open_writer(self):
         if not (self.dist.is_main and self.cfg.tensorboard):
             return None
-        from torch.utils.tensorboard import SummaryWriter
+        from ..extras import require
 
+        SummaryWriter = require("torch.utils.tensorboard", "TensorBoard logs").SummaryWriter
         return SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=self.step if self.step else None)
 
     def _log_images(self, images: tuple[torch.Tensor, ...]) -> None:

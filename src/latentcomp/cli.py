@@ -13,7 +13,7 @@ import click
 import typer
 import typer.core
 
-from .errors import LatentcompError
+from .errors import LatentcompError, reset_spelling, spell_options
 
 #: the top-level commands by task, in the order `latentcomp --help` shows them
 COMMAND_GROUPS = {
@@ -108,10 +108,17 @@ app = typer.Typer(
 )
 
 
+def flag(name: str) -> str:
+    """A library parameter as its command-line flag: max_minutes -> --max-minutes."""
+    return "--" + name.replace("_", "-")
+
+
 @app.callback()
-def _root() -> None:
-    # a callback keeps `latentcomp sample ...` a sub-command even while only one command is registered
-    pass
+def _root(ctx: typer.Context) -> None:
+    # a callback keeps `latentcomp sample ...` a sub-command even while only one command is registered;
+    # for the command's run, library messages name parameters as flags
+    token = spell_options(flag)
+    ctx.call_on_close(lambda: reset_spelling(token))
 
 
 # each module defines `register(app)`; one concept per module

@@ -25,7 +25,7 @@ one process with batch N x B. Under DDP the BatchNorm layers are synchronised ac
 (`DistBatchNorm2d`, which works with gloo on CPU as well as nccl), so the two runs match up to
 floating-point summation order.
 
-Run folder (`--out RUN`): config.json (the regressor config incl. generator spec + training options),
+Run folder (`out`): config.json (the regressor config incl. generator spec + training options),
 best.safetensors (best test loss), last.safetensors, state.pt (resumable: model, optimizer, step,
 RNG states, history), metrics.json, tb/ (TensorBoard). Every file is written atomically; only rank 0
 writes.
@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..devices import parse_device
-from ..errors import LatentcompError
+from ..errors import LatentcompError, option
 from ..io import write_json
 from ..masks import MASK_KINDS, MaskSampler
 from ..outputs import check_run_folder
@@ -61,7 +61,7 @@ from .collages import COLLAGE_KINDS, collage_rows, make_training_collages, resol
 
 STATE_FILE = "state.pt"
 STATE_VERSION = 1
-# what a run writes besides tb/; --overwrite removes them first, so that no old weights stay beside a new
+# what a run writes besides tb/; overwrite=True removes them first, so that no old weights stay beside a new
 # config.json if the new run stops before its first checkpoint
 RUN_FILES = ("config.json", "best.safetensors", "last.safetensors", STATE_FILE, "metrics.json")
 
@@ -127,47 +127,49 @@ class TrainConfig:
     def validate(self) -> None:
         self._check_types()
         if not self.out:
-            raise LatentcompError("--out RUN is required (the run folder)")
+            raise LatentcompError(f"{option('out')} is required (the run folder)")
         for name, low in (("steps", 0), ("batch", 1), ("eval_every", 1), ("test_size", 1)):
             if (v := getattr(self, name)) < low:
-                raise LatentcompError(f"--{name.replace('_', '-')} must be at least {low}; got {v}")
+                raise LatentcompError(f"{option(name)} must be at least {low}; got {v}")
         if self.mask_kind not in MASK_KINDS:
             raise LatentcompError(
-                f"unknown --mask-kind {self.mask_kind!r}; accepted: {', '.join(MASK_KINDS)}"
+                f"unknown {option('mask_kind')} {self.mask_kind!r}; accepted: {', '.join(MASK_KINDS)}"
             )
         if self.lpips not in ("alex", "vgg", "none"):
-            raise LatentcompError(f"unknown --lpips {self.lpips!r}; accepted: alex, vgg, none")
+            raise LatentcompError(f"unknown {option('lpips')} {self.lpips!r}; accepted: alex, vgg, none")
         if self.space not in ("auto", "z", "w", "w+"):
-            raise LatentcompError(f"unknown --space {self.space!r}; accepted: z, w, w+ (or auto)")
+            raise LatentcompError(f"unknown {option('space')} {self.space!r}; accepted: z, w, w+ (or auto)")
         if self.backbone not in ("auto", "small", "resnet18", "resnet34"):
             raise LatentcompError(
-                f"unknown --backbone {self.backbone!r}; accepted: small, resnet18, resnet34"
+                f"unknown {option('backbone')} {self.backbone!r}; accepted: small, resnet18, resnet34"
             )
         for name in ("unmasked_fraction", "real_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise LatentcompError(f"--{name.replace('_', '-')} must be in [0, 1]; got {v}")
+                raise LatentcompError(f"{option(name)} must be in [0, 1]; got {v}")
         if self.real_fraction > 0 and not self.real:
-            raise LatentcompError("--real-fraction needs --real DIR (a folder of images)")
+            raise LatentcompError(f"{option('real_fraction')} needs {option('real')} (a folder of images)")
         if self.lr <= 0:
-            raise LatentcompError(f"--lr must be > 0; got {self.lr}")
+            raise LatentcompError(f"{option('lr')} must be > 0; got {self.lr}")
         if self.head not in HEADS:
-            raise LatentcompError(f"unknown --head {self.head!r}; accepted: {', '.join(HEADS)}")
+            raise LatentcompError(f"unknown {option('head')} {self.head!r}; accepted: {', '.join(HEADS)}")
         if self.iter_start not in ITER_STARTS:
             raise LatentcompError(
-                f"unknown --iter-start {self.iter_start!r}; accepted: {', '.join(ITER_STARTS)}"
+                f"unknown {option('iter_start')} {self.iter_start!r}; accepted: {', '.join(ITER_STARTS)}"
             )
         low = 2 if self.iter_start == "plain" else 1  # the plain pass alone would leave the refiner untrained
         if self.iterative and not low <= self.iterations <= MAX_ITERATIONS:
             raise LatentcompError(
-                f"--iterations must be from {low} to {MAX_ITERATIONS} for an iterative regressor starting "
-                f"from the {self.iter_start} pass; got {self.iterations}"
+                f"{option('iterations')} must be from {low} to {MAX_ITERATIONS} for an iterative regressor "
+                f"starting from the {self.iter_start} pass; got {self.iterations}"
             )
         if not 0.0 <= self.collage_fraction <= 1.0:
-            raise LatentcompError(f"--collage-fraction must be in [0, 1]; got {self.collage_fraction}")
+            v = self.collage_fraction
+            raise LatentcompError(f"{option('collage_fraction')} must be in [0, 1]; got {v}")
         if self.collage_masks not in COLLAGE_KINDS:
             raise LatentcompError(
-                f"unknown --collage-masks {self.collage_masks!r}; accepted: {', '.join(COLLAGE_KINDS)}"
+                f"unknown {option('collage_masks')} {self.collage_masks!r}; "
+                f"accepted: {', '.join(COLLAGE_KINDS)}"
             )
 
     def _check_types(self) -> None:
@@ -184,7 +186,7 @@ class TrainConfig:
                 if k in accepted
             ):
                 raise LatentcompError(
-                    f"--{f.name.replace('_', '-')} must be {' or '.join(kinds)}; got {v!r} "
+                    f"{option(f.name)} must be {' or '.join(kinds)}; got {v!r} "
                     "(from the command line or the run's config.json)"
                 )
 
@@ -277,7 +279,7 @@ def setup_distributed(device: str) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun describes (WORLD_SIZE > 1) and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if device != "auto":
-        device = str(parse_device(device, "--device"))
+        device = str(parse_device(device, option("device")))
     want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     info = DistInfo()
     if world > 1 or (dist.is_available() and dist.is_initialized()):
@@ -369,8 +371,9 @@ class RegressorTrainer:
         # checked by every process before any joins the group, so before rank 0 can write a file
         if state_path.is_file() and not (cfg.resume or cfg.overwrite):
             raise LatentcompError(
-                f"{self.run_dir} already holds a training run ({STATE_FILE}); pass --resume to continue "
-                "it, --overwrite to start a new one over it, or choose another --out"
+                f"{self.run_dir} already holds a training run ({STATE_FILE}); set {option('resume')} to "
+                f"continue it, {option('overwrite')} to start a new one over it, or choose another "
+                f"{option('out')}"
             )
         check_run_folder(self.run_dir, state_file=STATE_FILE, resume=cfg.resume, overwrite=cfg.overwrite)
         self.dist, self.device = setup_distributed(cfg.device)
@@ -378,14 +381,16 @@ class RegressorTrainer:
         if state_path.is_file() and cfg.resume:
             self.state = load_state(state_path)
         elif cfg.resume and self.dist.is_main:
-            _log(f"--resume: no {STATE_FILE} in {self.run_dir}; starting a new run")
+            _log(f"{option('resume')}: no {STATE_FILE} in {self.run_dir}; starting a new run")
 
         # generator
         from ..generators import load_generator
 
         if generator is None:
             if not cfg.generator:
-                raise LatentcompError("--generator SPEC is required (e.g. builtin:toyfaces-dcgan)")
+                raise LatentcompError(
+                    f"{option('generator')} is required (a spec, e.g. builtin:toyfaces-dcgan)"
+                )
             generator = load_generator(cfg.generator)
         elif not cfg.generator:
             cfg.generator = getattr(generator, "spec", "") or ""
@@ -449,12 +454,12 @@ class RegressorTrainer:
             if k in TrainConfig.RESUMABLE_CHANGES or k not in cur:
                 continue
             if cur[k] != v and not (k in ("space", "backbone") and cur[k] == "auto"):
-                diffs.append(f"--{k.replace('_', '-')} {cur[k]!r} (run has {v!r})")
+                diffs.append(f"{option(k)} {cur[k]!r} (run has {v!r})")
         if diffs:
             raise LatentcompError(
-                f"--resume {self.run_dir}: options differ from the saved run: {'; '.join(diffs)}. "
-                "Resume with the run's options (only --steps, --eval-every, --device may change) "
-                "or use a new --out"
+                f"{option('resume')} {self.run_dir}: options differ from the saved run: {'; '.join(diffs)}. "
+                f"Resume with the run's options (only {option('steps')}, {option('eval_every')}, "
+                f"{option('device')} may change) or use a new {option('out')}"
             )
 
     @staticmethod
@@ -463,7 +468,7 @@ class RegressorTrainer:
             from ..metrics.analyzer import load_analyzer
         except ImportError as e:
             raise LatentcompError(
-                "--mask-kind parts needs a part segmenter (latentcomp.metrics.analyzer), "
+                f"{option('mask_kind')} parts needs a part segmenter (latentcomp.metrics.analyzer), "
                 "which is not available"
             ) from e
         return load_analyzer(spec, device=str(device))
@@ -485,9 +490,9 @@ class RegressorTrainer:
                                              self.E.rgbm, self.E.channels, self.E.input_size)  # fmt: skip
         if not (exact or same_layout):
             raise LatentcompError(
-                f"--init {src}: its layout ({donor.backbone_name}, space {donor.space}, latent shape "
-                f"{tuple(donor.latent_shape)}) does not match this run's ({self.E.backbone_name}, space "
-                f"{self.E.space}, latent shape {tuple(self.E.latent_shape)})"
+                f"{option('init')} {src}: its layout ({donor.backbone_name}, space {donor.space}, latent "
+                f"shape {tuple(donor.latent_shape)}) does not match this run's ({self.E.backbone_name}, "
+                f"space {self.E.space}, latent shape {tuple(self.E.latent_shape)})"
             )
         if exact:
             self.E.load_state_dict(theirs)
@@ -499,8 +504,8 @@ class RegressorTrainer:
                  and not k.startswith("refiner.head")]  # fmt: skip
         if any(k in fresh for k in trunk):
             raise LatentcompError(
-                f"--init {src}: its backbone does not fit this run's ({self.E.backbone_name}); nothing to "
-                "warm-start from"
+                f"{option('init')} {src}: its backbone does not fit this run's ({self.E.backbone_name}); "
+                "nothing to warm-start from"
             )
         self.E.load_state_dict(state)
         if self.dist.is_main:
@@ -529,7 +534,7 @@ class RegressorTrainer:
     # -- data ------------------------------------------------------------------------------------
     def make_batch(self, g: torch.Generator, n_global: int, rows: slice, real_ok: bool = True) -> Batch:
         """(x, mask, target latent, latent-loss weight per row, image-loss mask or None) for this process's
-        rows. Collage rows (`--collage-fraction`) hold a collage, its known region as the mask, weight 0
+        rows. Collage rows (`collage_fraction`) hold a collage, its known region as the mask, weight 0
         and their known region as the image-loss mask; without collage rows the image-loss mask is None."""
         G, cfg = self.G, self.cfg
         z = G.sample_latent(n_global, generator=g)[rows].to(self.device)
@@ -632,7 +637,7 @@ class RegressorTrainer:
 
     @torch.no_grad()
     def evaluate(self) -> tuple[dict[str, float], tuple[torch.Tensor, ...]]:
-        """Mean losses on the fixed held-out test set (seeded by --seed; same for every run)."""
+        """Mean losses on the fixed held-out test set (seeded by `seed`; same for every run)."""
         self.E.eval()
         cfg = self.cfg
         sums: dict[str, float] = {}
@@ -731,7 +736,7 @@ class RegressorTrainer:
                 bar.update(1)
                 if not math.isfinite(losses["loss"]):
                     raise LatentcompError(
-                        f"training diverged at step {self.step} (loss {losses['loss']}); lower --lr"
+                        f"training diverged at step {self.step} (loss {losses['loss']}); lower {option('lr')}"
                     )
                 if self.writer is not None and (self.step % cfg.log_every == 0 or self.step == 1):
                     for k, v in losses.items():
@@ -745,13 +750,14 @@ class RegressorTrainer:
                 if out_of_time:
                     if self.dist.is_main:
                         _log(
-                            f"--max-minutes {cfg.max_minutes:g} reached at step {self.step}; "
-                            "--resume continues"
+                            f"{option('max_minutes')} {cfg.max_minutes:g} reached at step {self.step}; "
+                            f"{option('resume')} continues"
                         )
                     break
         except KeyboardInterrupt:
             if self.dist.world == 1 and self.step > 0:
-                _log(f"interrupted: saving a checkpoint at step {self.step} (continue with --resume)")
+                resume = option("resume")
+                _log(f"interrupted: saving a checkpoint at step {self.step} (continue with {resume})")
                 self.save_checkpoint(None)
             raise
         finally:

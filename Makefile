@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install -q -e .[dev]
+	$(BIN)/pip install -q -e .[all,dev]
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,7 +27,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: $(STAMP) lint docs
-	OMP_NUM_THREADS=2 $(BIN)/pytest -q -x --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -x -n auto --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

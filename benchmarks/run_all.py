@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import traceback
+from pathlib import Path
 
 import torch
 
@@ -185,6 +186,10 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "benchmarks": {},
     }
+    previous = Path(out)
+    if previous.is_file():  # single-benchmark runs the docs cite stay in the one results file
+        kept = {k: v for k, v in json.loads(previous.read_text()).items() if k.startswith("separate_runs")}
+        results.update(kept)
     peaks = common.Peaks(threads)
     peaks.measure()
     common.log(f"machine: {common.machine_line(results['machine'])}")

@@ -9,14 +9,14 @@ import torch
 
 from latentcomp import load_generator
 from latentcomp.cli import main
-from latentcomp.edit.pipeline import PRETRAINED
+from latentcomp.pretrained import get_pretrained
 from latentcomp.regressors import build_regressor, save_regressor
 
 
 def _bundled_installed() -> bool:
     from latentcomp.regressors import builtin_regressors
 
-    return PRETRAINED["toyfaces"].split(":", 1)[1] in builtin_regressors()
+    return get_pretrained("toyfaces").regressor.split(":", 1)[1] in builtin_regressors()
 
 
 def _check_page(page):

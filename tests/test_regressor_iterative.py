@@ -311,11 +311,11 @@ def test_part_collages_take_each_part_from_a_source():
 
 
 def test_iterative_and_collage_options_are_checked(tmp_path):
-    with pytest.raises(LatentcompError, match="--iterations must be from 2"):
+    with pytest.raises(LatentcompError, match="iterations must be from 2"):
         RegressorTrainer(cfg(tmp_path / "a", iterative=True, iterations=1))
-    with pytest.raises(LatentcompError, match="--collage-fraction"):
+    with pytest.raises(LatentcompError, match="collage_fraction"):
         RegressorTrainer(cfg(tmp_path / "b", collage_fraction=1.5))
-    with pytest.raises(LatentcompError, match="--head"):
+    with pytest.raises(LatentcompError, match="unknown head"):
         RegressorTrainer(cfg(tmp_path / "c", head="fpn"))
 
 

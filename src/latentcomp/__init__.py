@@ -9,8 +9,8 @@
 What a user needs is an attribute of the package: `Pipeline`, `load_generator`, `load_regressor`,
 `Generator`, `CustomGenerator` (wrap your own module), `ToyFaces` (the procedural face domain),
 `LatentcompError` (every user-facing error), and the modules `io` (image and mask files), `masks`,
-`data`, `edit`, `metrics`, `navigate`, `probe`, `regressors`, `training`. Heavy modules are imported on
-first use, so `import latentcomp` stays light.
+`data`, `edit`, `metrics`, `navigate`, `pretrained` (the bundled models), `probe`, `regressors`,
+`training`. Heavy modules are imported on first use, so `import latentcomp` stays light.
 """
 
 from .errors import LatentcompError
@@ -31,7 +31,9 @@ __all__ = [
 
 #: modules reachable as attributes (`lc.io.load_image(...)`, `lc.navigate.pca_directions(...)`),
 #: imported on first use
-SUBPACKAGES = ("data", "edit", "io", "masks", "metrics", "navigate", "probe", "regressors", "training")
+SUBPACKAGES = (
+    "data", "edit", "io", "masks", "metrics", "navigate", "pretrained", "probe", "regressors", "training"
+)
 
 #: public names -> (module, attribute), imported on first use
 _LAZY = {

@@ -13,11 +13,11 @@ import click
 import typer
 import typer.core
 
-from .errors import LatentcompError
+from .errors import LatentcompError, reset_spelling, spell_options
 
 #: the top-level commands by task, in the order `latentcomp --help` shows them
 COMMAND_GROUPS = {
-    "Use a model": ["compose", "inpaint", "edit", "navigate", "invert", "serve", "demo"],
+    "Use a model": ["models", "compose", "inpaint", "edit", "navigate", "invert", "serve", "demo"],
     "Prepare inputs": ["mask", "sample", "data"],
     "Train": ["regressor", "gan", "directions", "analyzer"],
     "Measure": ["evaluate", "probe", "metrics"],
@@ -26,6 +26,7 @@ COMMAND_GROUPS = {
 #: one example per command ("GROUP SUB" for sub-commands); each runs on the bundled models once the files
 #: that `latentcomp data render` and `latentcomp mask` write exist (see docs/getting-started.md)
 EXAMPLES = {
+    "models": "latentcomp models",
     "compose": "latentcomp compose --part faces/000000.png --part faces/000005.png:hair.png --out out.png",
     "inpaint": "latentcomp inpaint --image faces/000002.png --mask top.png --n 4 --out completion.png",
     "edit": "latentcomp edit --image faces/000006.png --example faces/000003.png --region glasses.png "
@@ -107,14 +108,22 @@ app = typer.Typer(
 )
 
 
+def flag(name: str) -> str:
+    """A library parameter as its command-line flag: max_minutes -> --max-minutes."""
+    return "--" + name.replace("_", "-")
+
+
 @app.callback()
-def _root() -> None:
-    # a callback keeps `latentcomp sample ...` a sub-command even while only one command is registered
-    pass
+def _root(ctx: typer.Context) -> None:
+    # a callback keeps `latentcomp sample ...` a sub-command even while only one command is registered;
+    # for the command's run, library messages name parameters as flags
+    token = spell_options(flag)
+    ctx.call_on_close(lambda: reset_spelling(token))
 
 
 # each module defines `register(app)`; one concept per module
 COMMAND_MODULES = [
+    "models",
     "sample",
     "mask",
     "data",

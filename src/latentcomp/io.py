@@ -1,4 +1,4 @@
-"""Image and mask files <-> tensors, at the edges only (DESIGN: no PIL inside models).
+"""Image and mask files <-> tensors, at the edges only (docs/architecture.md: no PIL inside models).
 
 Images come back as float32 (1, C, H, W) in [-1, 1], masks as float32 (1, 1, H, W) in {0, 1} with
 1 = known pixel (white in the file). Every failure is a `LatentcompError` whose one line names the file
@@ -25,12 +25,14 @@ gigabytes. Every image file latentcomp reads goes through `open_image`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -306,18 +308,24 @@ def load_mask(
 
 
 def list_images(
-    folder: str | Path, what: str = "image folder", notice: Notice | None = print_notice
+    folder: str | Path,
+    what: str = "image folder",
+    notice: Notice | None = print_notice,
+    recursive: bool = False,
 ) -> list[Path]:
-    """Image files (PNG/JPG/WEBP) directly in `folder`, sorted by name; an error if there are none.
+    """Image files (PNG/JPG/WEBP/BMP) in `folder` (and its subfolders if `recursive`), sorted by path; an
+    error if there are none. The one folder lister: commands' image folders and the training data sets.
 
-    Other files and subfolders are skipped, and said so through `notice` (hidden entries silently)."""
+    Other files and (unless `recursive`) subfolders are skipped, and said so through `notice`; hidden
+    entries are skipped silently."""
     d = Path(folder).expanduser()
     if not d.is_dir():
         raise LatentcompError(f"{what} not found: {d}")
-    entries = sorted(f for f in d.iterdir() if not f.name.startswith("."))
-    files = [f for f in entries if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    found = d.rglob("*") if recursive else d.iterdir()
+    entries = sorted(f for f in found if not any(part.startswith(".") for part in f.relative_to(d).parts))
+    files = [f for f in entries if f.is_file() and f.suffix.lower() in READ_SUFFIXES]
     others = [f.name for f in entries if f.is_file() and f not in files]
-    subfolders = [f.name for f in entries if f.is_dir()]
+    subfolders = [] if recursive else [f.name for f in entries if f.is_dir()]
     if notice and (others or subfolders):
         skipped = []
         if others:
@@ -326,7 +334,7 @@ def list_images(
             skipped.append(f"{len(subfolders)} subfolder(s) (e.g. {subfolders[0]}; not searched)")
         notice(f"{what} {d}: skipped " + " and ".join(skipped))
     if not files:
-        raise LatentcompError(f"{what} {d} has no {ACCEPTED} files")
+        raise LatentcompError(f"{what} {d} has no images ({ACCEPTED} files)")
     return files
 
 
@@ -429,8 +437,31 @@ def _unlink(path) -> None:
         pass
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda t: t.write_bytes(data))
+
+
 def write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda t: t.write_text(text, encoding="utf-8"))
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """`obj` as indented JSON with sorted keys (stable diffs of run configs)."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_torch(obj, path: str | Path) -> Path:
+    """`torch.save(obj)` written atomically (checkpoints)."""
+    buf = BytesIO()
+    torch.save(obj, buf)
+    return write_bytes(path, buf.getvalue())
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None):
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    return write_bytes(path, data)
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:

@@ -33,10 +33,11 @@ ITERATIONS_HELP = (
 )
 
 
-def _pipe(model: str, device: str | None, generator: str | None = None, iterations: int | None = None):
-    from ..edit.pipeline import Pipeline
+def _pipe(model: str, device: str | None, generator: str | None = None, **options):
+    """The model of a command; `options` are `PipelineOptions` fields (iterations, precision, compile)."""
+    from ..pretrained import load_pipeline
 
-    return Pipeline.from_pretrained(model, device=device, generator=generator, iterations=iterations)
+    return load_pipeline(model, device=device, generator=generator, **options)
 
 
 def split_part(spec: str) -> tuple[Path, Path | None]:
@@ -156,7 +157,7 @@ def compose(
     check_not_inputs(outputs, inputs, overwrite)
     _check_output(out)
     _check_refine(refine_method, domain_weight)
-    pipe = _pipe(model, device, generator, iterations)
+    pipe = _pipe(model, device, generator, iterations=iterations)
     imgs, masks = [], []
     for i, (path, mpath) in enumerate(pairs):
         img, m = _load_pair(path, mpath, pipe, f"part {i + 1} image")
@@ -235,9 +236,8 @@ def inpaint(
     else:
         _check_output(out)
     _check_refine(refine_method, domain_weight)
-    pipe = _pipe(model, device, generator, iterations).set_regressor_precision(regressor_precision)
-    if compile:
-        pipe.compile()
+    options = {"iterations": iterations, "precision": regressor_precision, "compile": compile}
+    pipe = _pipe(model, device, generator, **options)
     loaded = []
     for img_path, mask_path in pairs:
         img, m = _load_pair(img_path, mask_path, pipe, "image")
@@ -308,7 +308,7 @@ def edit(
     check_not_inputs(outputs, inputs, overwrite)
     _check_output(out)
     _check_refine(refine_method, domain_weight)
-    pipe = _pipe(model, device, generator, iterations)
+    pipe = _pipe(model, device, generator, iterations=iterations)
     tgt = io.load_image(image, size=pipe.resolution, channels=pipe.channels, what="target image")
     ex = io.load_image(example, size=pipe.resolution, channels=pipe.channels, what="example image")
     w, h = io.image_size(image)

@@ -35,33 +35,9 @@ def _load_analyzer(spec: str):
 
 
 def _pipeline(model: str, device: str | None = None, allow_untrained: bool = False):
-    """A Pipeline by model name; a plain generator spec gets an untrained regressor (smoke tests only)."""
-    from ..edit.pipeline import MODEL_ALIASES, Pipeline
+    from ..pretrained import load_pipeline
 
-    name = MODEL_ALIASES.get(model, model)
-    try:
-        return Pipeline.from_pretrained(name, device=device)
-    except LatentcompError as first:
-        if not allow_untrained:
-            raise
-        try:
-            from ..generators import load_generator
-            from ..regressors import build_regressor
-
-            G = load_generator(model)
-        except (LatentcompError, ImportError, ValueError):
-            raise first from None
-        import torch
-
-        from ..io import print_notice
-
-        torch.manual_seed(0)
-        print_notice(
-            f"{model} is a generator without a regressor; using an UNTRAINED regressor (smoke test only)"
-        )
-        pipe = Pipeline(G, build_regressor(G), device=device)
-        pipe.source = model
-        return pipe
+    return load_pipeline(model, device=device, allow_untrained=allow_untrained)
 
 
 def _generator(generator: str | None, model: str | None, device: str | None):

@@ -32,8 +32,8 @@ def sample_images(
     At most MAX_SAMPLE_PIXELS pixels in all (n x resolution^2); images that are not finite (a generator
     with NaN weights) are refused.
     """
-    from ..edit.refine import mean_latent
     from ..generators import load_generator
+    from ..generators.base import mean_latent
 
     if n < 1:
         raise LatentcompError(f"--n must be at least 1; got {n}")
@@ -110,7 +110,7 @@ def sample_cmd(
     device: str = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
 ) -> None:
     """Sample a grid of images from a generator spec or a model's generator (default: toyfaces)."""
-    from ..edit.pipeline import model_generator_spec
+    from ..pretrained import model_generator_spec
 
     if generator is not None and model is not None:
         raise LatentcompError("give --generator SPEC or --model NAME, not both")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 
+from ..extras import require
 from .collage import as_image_batch, as_mask_batch, make_collage
 
 MIN_PART_FRACTION = 0.1
@@ -48,6 +48,7 @@ def poisson_blend(
     min_fraction: float = MIN_PART_FRACTION,
 ) -> torch.Tensor:
     """Blend parts (images (N,C,H,W) each, masks (N,1,H,W) each) -> (N, C, H, W) in [-1, 1]."""
+    cv2 = require("cv2", "Poisson blending")
     imgs = [as_image_batch(x, f"part {i} image") for i, x in enumerate(images)]
     ms = [
         torch.ones_like(x[:, :1])

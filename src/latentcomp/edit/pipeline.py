@@ -16,12 +16,13 @@ import contextlib
 import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 
 from ..devices import parse_device
 from ..errors import LatentcompError
+from ..generators.base import mean_latent
 from . import baselines, multimodal
 from .collage import as_image_batch, as_mask_batch, make_collage, paste_back
 from .refine import (
@@ -31,40 +32,38 @@ from .refine import (
     domain_gap,
     finetune_regressor,
     masked_l1,
-    mean_latent,
     optimise_latent,
 )
 
-# short names -> regressor sources (each regressor records the spec of its generator)
-PRETRAINED = {
-    "toyfaces": "builtin:toyfaces-dcgan-regressor",
-    "toyfaces-dcgan": "builtin:toyfaces-dcgan-regressor",
-    "toyfaces-stylegan2": "builtin:toyfaces-stylegan2-regressor",
-    "toyfaces-gansformer": "builtin:toyfaces-gansformer-regressor",
-}
-# bundled generator specs that users also write for the bundled pipelines -> their short names
-MODEL_ALIASES = {
-    "builtin:toyfaces": "toyfaces",
-    "builtin:toyfaces-dcgan": "toyfaces",
-    "builtin:toyfaces-stylegan2": "toyfaces-stylegan2",
-    "builtin:toyfaces-gansformer": "toyfaces-gansformer",
-}
 REGRESSOR_PRECISIONS = ("fp32", "bf16", "int8")
-
-
-def model_generator_spec(name: str, trust_code: bool = False) -> str:
-    """The generator spec of a model (a bundled name such as toyfaces, builtin:NAME, or a regressor run
-    folder / file): what its regressor records. A recorded `python:` spec is refused unless `trust_code`."""
-    from ..regressors import load_regressor
-    from ..regressors.model import check_recorded_spec
-
-    name = MODEL_ALIASES.get(str(name), str(name))
-    E = load_regressor(PRETRAINED.get(name, name))
-    if not E.generator_spec:
-        raise LatentcompError(f"model {name} records no generator spec; pass --generator SPEC")
-    check_recorded_spec(E.generator_spec, trust_code, str(name))
-    return E.generator_spec
 INT8_CALIBRATION_SEED = 0
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How a pipeline runs E and G; chosen at construction (`Pipeline(G, E, precision="bf16")`,
+    `from_pretrained(name, compile=True)`). Results depend on them only up to floating-point precision.
+
+    precision: E in "fp32", under bf16 autocast ("bf16") or as an int8 copy ("int8", CPU only; calibrated
+    on `calibration` of G's samples), see `Pipeline.set_regressor_precision`. compile / freeze /
+    compile_options: `torch.compile` of E and G, see `Pipeline.compile`. iterations: passes of an
+    iterative regressor (None = the number it was trained with)."""
+
+    precision: str = "fp32"
+    calibration: int = 256
+    compile: bool = False
+    freeze: bool = False
+    compile_options: dict = field(default_factory=dict)
+    iterations: int | None = None
+
+    def check(self) -> PipelineOptions:
+        if self.precision not in REGRESSOR_PRECISIONS:
+            raise LatentcompError(
+                f"unknown regressor precision {self.precision!r}; accepted: {', '.join(REGRESSOR_PRECISIONS)}"
+            )
+        if self.calibration < 1:
+            raise LatentcompError(f"calibration must be at least 1 image; got {self.calibration}")
+        return self
 
 
 @dataclass
@@ -124,10 +123,20 @@ class Pipeline:
     `Pipeline(generator, regressor, device)` pairs any generator with a regressor trained for it."""
 
     def __init__(
-        self, generator, regressor, device: str | torch.device | None = None, iterations: int | None = None
+        self,
+        generator,
+        regressor,
+        device: str | torch.device | None = None,
+        *,
+        source: str | None = None,
+        untrained: bool = False,
+        options: PipelineOptions | None = None,
+        **overrides,
     ):
-        """`iterations`: passes of an iterative regressor (1-10; None = the number it was trained with);
-        a plain regressor takes only 1 (or None)."""
+        """`options` (or single fields of `PipelineOptions` as keywords: precision, calibration, compile,
+        freeze, compile_options, iterations) say how E and G run. `source` names the model in reports
+        (default: where the regressor was loaded from); `untrained` marks a regressor that was never
+        trained (smoke tests)."""
         G, E = generator, regressor
         for name in ("space", "resolution", "channels"):
             if not hasattr(E, name):
@@ -149,14 +158,22 @@ class Pipeline:
             p.requires_grad_(False)
         if hasattr(E, "bind_generator"):
             E.bind_generator(self.generator)  # an iterative regressor calls G between its passes
-        self.iterations: int | None = None
-        self.set_iterations(iterations)
         self._mean_latent: torch.Tensor | None = None
-        self.source = getattr(E, "source", "")
-        self.compiled = False
-        self.frozen = False
-        self.regressor_precision = "fp32"
-        self.int8_regressor = None  # built by set_regressor_precision("int8")
+        self.source = str(source if source is not None else getattr(E, "source", ""))
+        self.untrained = bool(untrained)
+        unknown = set(overrides) - {f.name for f in fields(PipelineOptions)}
+        if unknown:
+            raise LatentcompError(
+                f"unknown pipeline option(s) {', '.join(sorted(unknown))}; accepted: "
+                + ", ".join(f.name for f in fields(PipelineOptions))
+            )
+        opts = replace(options or PipelineOptions(), **overrides).check()
+        self.options = PipelineOptions()
+        self.int8_regressor = None  # E's int8 copy where options.precision is "int8"
+        self.set_iterations(opts.iterations)
+        self.set_regressor_precision(opts.precision, opts.calibration)
+        if opts.compile:
+            self.compile(freeze=opts.freeze, **opts.compile_options)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -166,38 +183,20 @@ class Pipeline:
         device: str | torch.device | None = None,
         generator=None,
         trust_code: bool = False,
-        iterations: int | None = None,
+        **options,
     ) -> Pipeline:
-        """Load by name: toyfaces | toyfaces-stylegan2 | toyfaces-gansformer | builtin:NAME | a regressor run
-        folder, a folder written by `save_pretrained`, or a regressor .safetensors file.
+        """Load by name: a bundled model (`latentcomp.pretrained.list_pretrained()`: toyfaces,
+        toyfaces-stylegan2, toyfaces-gansformer), builtin:NAME, a regressor run folder, a folder written by
+        `save_pretrained`, or a regressor .safetensors file (`latentcomp.pretrained.load_pipeline` resolves
+        the name).
 
         The generator is the one the regressor records, unless `generator` (a spec such as
         `python:my_pkg.gen:build`, or a loaded Generator) names it. A recorded `python:` spec would run
-        code chosen by the model file and is refused unless `trust_code=True`."""
-        from ..generators import load_generator
-        from ..regressors import load_regressor
+        code chosen by the model file and is refused unless `trust_code=True`. `options` are
+        `PipelineOptions` fields, e.g. `from_pretrained("toyfaces", precision="bf16", compile=True)`."""
+        from ..pretrained import load_pipeline
 
-        parse_device(device)  # a bad device is refused before any model loads
-        name = MODEL_ALIASES.get(str(name), str(name))
-        src = PRETRAINED.get(name, name)
-        try:
-            E = load_regressor(src)
-        except LatentcompError as e:
-            if str(name) in PRETRAINED:
-                raise LatentcompError(
-                    f"the bundled model {name!r} ({src}) is not installed in this copy of latentcomp; "
-                    "pass --model RUN_DIR (a trained regressor) instead"
-                ) from e
-            raise
-        if generator is None:
-            G = E.load_generator(trust_code=trust_code)
-        elif isinstance(generator, str):
-            G = load_generator(generator)  # named by the caller, not by the model file
-        else:
-            G = generator
-        pipe = cls(G, E, device=device, iterations=iterations)
-        pipe.source = str(name)
-        return pipe
+        return load_pipeline(name, device=device, generator=generator, trust_code=trust_code, **options)
 
     def save_pretrained(self, folder, generator_spec: str | None = None, half: bool = False):
         """Write this pipeline as a folder that `from_pretrained(folder)` and every command's `--model
@@ -243,9 +242,24 @@ class Pipeline:
         (`finetune` returns a new pipeline, which is fine)."""
         self.generator.compile(**options)
         self.regressor.compile(**options)
-        self.compiled = True
-        self.frozen = bool(freeze)
+        self.options = replace(self.options, compile=True, freeze=bool(freeze), compile_options=dict(options))
         return self
+
+    @property
+    def compiled(self) -> bool:
+        return self.options.compile
+
+    @property
+    def frozen(self) -> bool:
+        return self.options.freeze
+
+    @property
+    def regressor_precision(self) -> str:
+        return self.options.precision
+
+    @property
+    def iterations(self) -> int | None:
+        return self.options.iterations
 
     def inference_context(self):
         """Context for E and G calls: with `compile(freeze=True)`, graphs compiled without grad are frozen.
@@ -269,10 +283,7 @@ class Pipeline:
         copy serves the calls without grad (invert, compose, inpaint, the anchor of refinement); calls that
         need E's gradient (refinement's latent term) use the fp32 E. Figures in docs/benchmarks.md; check
         your own regressor with benchmarks/bench_regressor_vs_optimisation.py."""
-        if precision not in REGRESSOR_PRECISIONS:
-            raise LatentcompError(
-                f"unknown regressor precision {precision!r}; accepted: {', '.join(REGRESSOR_PRECISIONS)}"
-            )
+        opts = replace(self.options, precision=precision, calibration=calibration).check()
         if precision == "int8" and (getattr(self.regressor, "iterative", False)
                                     or getattr(self.regressor, "head_kind", "pool") != "pool"):  # fmt: skip
             raise LatentcompError(
@@ -280,7 +291,7 @@ class Pipeline:
                 "iterative or has the pyramid head (use fp32 or bf16)"
             )
         self.int8_regressor = self._quantized_regressor(calibration) if precision == "int8" else None
-        self.regressor_precision = precision
+        self.options = opts
         return self
 
     def _quantized_regressor(self, calibration: int):
@@ -292,8 +303,6 @@ class Pipeline:
                 f"regressor precision int8 runs on the CPU only; this pipeline is on {self.device} "
                 "(use bf16 there)"
             )
-        if calibration < 1:
-            raise LatentcompError(f"calibration must be at least 1 image; got {calibration}")
         g = torch.Generator().manual_seed(INT8_CALIBRATION_SEED)
         x = self.sample(calibration, seed=INT8_CALIBRATION_SEED)
         m = MaskSampler("noise", unmasked_fraction=0.25)(calibration, self.resolution, generator=g)
@@ -328,7 +337,7 @@ class Pipeline:
                 check(iterations)
             elif iterations != 1:
                 raise LatentcompError(f"iterations {iterations}: this regressor makes one pass only")
-        self.iterations = iterations
+        self.options = replace(self.options, iterations=iterations)
         return self
 
     @contextlib.contextmanager
@@ -342,7 +351,7 @@ class Pipeline:
         try:
             yield
         finally:
-            self.iterations = old
+            self.options = replace(self.options, iterations=old)
 
     def _images(self, x, name="image") -> torch.Tensor:
         return as_image_batch(x, name, self.channels, self.resolution).to(self.device)
@@ -355,6 +364,15 @@ class Pipeline:
             m = m.expand(like.shape[0], -1, -1, -1).contiguous()
         return m
 
+    def _prepare(self, x, mask, name="image") -> tuple[torch.Tensor, torch.Tensor]:
+        """The regressor's input from user images and masks: (x * m, m) on the device, a batch of one image
+        repeated to the masks' batch."""
+        x = self._images(x, name)
+        m = self._mask(mask, x)
+        if x.shape[0] == 1 and m.shape[0] > 1:
+            x = x.expand(m.shape[0], -1, -1, -1)
+        return x * m, m
+
     def mean_latent(self) -> torch.Tensor:
         if self._mean_latent is None:
             self._mean_latent = mean_latent(self.generator, self.space)
@@ -364,11 +382,7 @@ class Pipeline:
     @torch.no_grad()
     def invert(self, x, mask=None) -> torch.Tensor:
         """E(x, mask) -> latent (N, ...) in `self.space`."""
-        x = self._images(x)
-        m = self._mask(mask, x)
-        if x.shape[0] == 1 and m.shape[0] > 1:
-            x = x.expand(m.shape[0], -1, -1, -1)
-        return self.run_regressor(x * m, m)
+        return self.run_regressor(*self._prepare(x, mask))
 
     def run_regressor(self, x: torch.Tensor, m: torch.Tensor, regressor=None) -> torch.Tensor:
         """E(x, m) (or another regressor's, e.g. a fine-tuned copy) in the pipeline's regressor precision;
@@ -430,26 +444,18 @@ class Pipeline:
         (`refine_method` adam, lbfgs or in-domain: Adam with the regressor as a domain regulariser of weight
         `domain_weight`, see refine.py), `finetune` steps of per-input regressor tuning first, `paste` the
         known pixels back, `iterations` passes of an iterative regressor."""
-        with self.iterations_scope(iterations):
-            return self._compose(
-                images, masks, refine, refine_method, refine_lr, finetune, paste, seed, domain_weight
-            )
-
-    def _compose(self, images, masks, refine, refine_method, refine_lr, finetune, paste, seed, domain_weight):
         t0 = time.perf_counter()
         if isinstance(images, torch.Tensor):
             images = [images]
-        collage, known, parts = make_collage(
-            [self._images(x, f"part {i} image") for i, x in enumerate(images)],
-            masks,
-            self.channels,
-            self.resolution,
-        )
         cfg = OptimConfig(steps=refine, method=refine_method, lr=refine_lr, domain_weight=domain_weight)
         cfg.check()
-        return self._run(collage, known, parts, cfg, finetune, paste, seed, t0)
+        with self.iterations_scope(iterations):
+            parts = [self._images(x, f"part {i} image") for i, x in enumerate(images)]
+            collage, known, visible = make_collage(parts, masks, self.channels, self.resolution)
+            return self._run(collage, known, visible, cfg, finetune=finetune, paste=paste, seed=seed, t0=t0)
 
-    def _run(self, collage, known, parts, cfg: OptimConfig, finetune, paste, seed, t0):
+    def _run(self, collage, known, parts, cfg: OptimConfig, *, finetune: int, paste: bool, seed: int, t0):
+        """Regress the collage (after `finetune` steps of tuning a copy of E on it), refine, generate."""
         E = self.regressor
         if finetune:
             E = finetune_regressor(self.generator, E, collage, known, steps=finetune, seed=seed)
@@ -495,23 +501,18 @@ class Pipeline:
         lbfgs, in-domain) optimise every completion's latent on the known pixels. `iterations`: passes of
         an iterative regressor.
         """
-        with self.iterations_scope(iterations):
-            return self._inpaint(image, mask, n, seed, method, paste, refine, refine_method, domain_weight)
-
-    def _inpaint(
-        self, image, mask, n, seed, method, paste, refine, refine_method, domain_weight
-    ) -> InpaintResult:
         t0 = time.perf_counter()
         cfg = OptimConfig(steps=refine, method=refine_method, domain_weight=domain_weight).check()
         if n < 1:
             raise LatentcompError(f"n must be at least 1; got {n}")
-        x = self._images(image)
-        m = self._mask(mask, x)
-        if x.shape[0] == 1 and m.shape[0] > 1:
-            x = x.expand(m.shape[0], -1, -1, -1).contiguous()
-        x = x * m
+        with self.iterations_scope(iterations):
+            x, m = self._prepare(image, mask)
+            return self._complete(x, m, cfg, n=n, seed=seed, method=method, paste=paste, t0=t0)
+
+    def _complete(self, x, m, cfg: OptimConfig, *, n: int, seed: int, method: str, paste: bool, t0: float):
+        """n completions of the prepared input (x * m, m)."""
         latents = multimodal.completion_latents(self, x, m, n, seed, method)  # (N, K, ...)
-        if refine:
+        if cfg.steps:
             flat = latents.flatten(0, 1)
             xs, ms = x.repeat_interleave(n, 0), m.repeat_interleave(n, 0)
             flat = optimise_latent(self.generator, self.run_regressor, self.space, xs, ms, flat, cfg).latent
@@ -547,19 +548,14 @@ class Pipeline:
         """Edit by example: the collage is `target` outside `region` and `example` inside (region = 1
         where the example's content is wanted, e.g. its glasses or mouth); regress it whole, generate.
         `paste` keeps the target's pixels outside the region exactly."""
-        with self.iterations_scope(iterations):
-            return self._edit(target, example, region, refine, paste, seed, refine_method, domain_weight)
-
-    def _edit(
-        self, target, example, region, refine, paste, seed, refine_method, domain_weight
-    ) -> ComposeResult:
         t0 = time.perf_counter()
         cfg = OptimConfig(steps=refine, method=refine_method, domain_weight=domain_weight).check()
         tgt = self._images(target, "target")
         ex = self._images(example, "example")
         r = as_mask_batch(region, "region", like=tgt).to(self.device)
         collage, known, parts = make_collage([tgt, ex], [None, r])
-        res = self._run(collage, known, parts, cfg, 0, False, seed, t0)
+        with self.iterations_scope(iterations):
+            res = self._run(collage, known, parts, cfg, finetune=0, paste=False, seed=seed, t0=t0)
         if paste:
             keep = (1 - r).expand_as(res.mask).cpu()
             res.image = paste_back(res.image, collage.cpu(), keep)
@@ -578,9 +574,7 @@ class Pipeline:
         **weights,
     ) -> OptimResult:
         """Optimise the latent from `latent` (default: the regressor's output); objective in refine.py."""
-        x = self._images(x)
-        m = self._mask(mask, x)
-        x = x * m
+        x, m = self._prepare(x, mask)
         with torch.no_grad():
             anchor = self.run_regressor(x, m)
         init = anchor if latent is None else latent.to(self.device)
@@ -599,9 +593,7 @@ class Pipeline:
         **weights,
     ) -> OptimResult:
         """Optimisation-only baseline: the same objective, starting from the generator's mean latent."""
-        x = self._images(x)
-        m = self._mask(mask, x)
-        x = x * m
+        x, m = self._prepare(x, mask)
         init = self.mean_latent().expand(x.shape[0], *self.mean_latent().shape[1:]).clone()
         cfg = OptimConfig(steps=steps, method=method, lr=lr, **weights)
         E = self.run_regressor
@@ -618,12 +610,10 @@ class Pipeline:
         seed: int = 0,
     ) -> Pipeline:
         """A new Pipeline whose regressor copy was tuned for `steps` Adam steps on x (random masks)."""
-        x = self._images(x)
-        m = self._mask(mask, x)
-        E2 = finetune_regressor(self.generator, self.regressor, x * m, m, steps=steps, lr=lr, seed=seed)
-        pipe = Pipeline(self.generator, E2, device=self.device, iterations=self.iterations)
-        pipe.source = self.source
-        return pipe.set_regressor_precision(self.regressor_precision)
+        x, m = self._prepare(x, mask)
+        E2 = finetune_regressor(self.generator, self.regressor, x, m, steps=steps, lr=lr, seed=seed)
+        opts = replace(self.options, compile=False, freeze=False, compile_options={})  # G and E2 run eager
+        return Pipeline(self.generator, E2, self.device, source=self.source, options=opts)
 
     # ------------------------------------------------------------------ baselines
     def poisson(self, images, masks) -> torch.Tensor:

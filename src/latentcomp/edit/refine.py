@@ -4,9 +4,11 @@ per-image fine-tuning of the regressor.
 Objective (per image, as in the authors' code, weights from REFERENCE.md):
     l1_weight * masked L1(G(l), x; m) + perceptual_weight * masked LPIPS(G(l), x; m)
     + latent_weight * MSE(E(x, m), E(G(l), m))
-The LPIPS term is used only when its backbone weights exist locally (`latentcomp.losses`); otherwise
-it is skipped (`perceptual_available()` says which). Losses are summed over the batch, so each image's
-latent gets its own gradient (Adam is per coordinate; L-BFGS couples images through its line search).
+Masked L1 is `metrics.masked.masked_l1` (NaN for an image without known pixels; the pipeline refuses
+such masks). The LPIPS term is used only when its backbone weights exist locally (`latentcomp.losses`);
+otherwise it is skipped (`perceptual_available()` says which). Losses are summed over the batch, so each
+image's latent gets its own gradient (Adam is per coordinate; L-BFGS couples images through its line
+search).
 
 Method "in-domain" (Zhu et al. 2020, in-domain GAN inversion) replaces the last term with the regressor
 as a domain regulariser: domain_weight * mean((l - E(G(l), all known))^2), so that the latent stays
@@ -24,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LatentcompError
+from ..generators.base import mean_latent  # noqa: F401 - its older import path
+from ..metrics.masked import load_masked_lpips, masked_l1
 
 METHODS = ("adam", "lbfgs", "in-domain")
 #: default weight of the in-domain term (the paper uses 2 with its own loss scales; 0.5 kept more of the
@@ -31,26 +35,12 @@ METHODS = ("adam", "lbfgs", "in-domain")
 DOMAIN_WEIGHT = 0.5
 
 
-def masked_l1(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error over the pixels where m = 1, per image (N,). Images in [-1, 1]."""
-    m = m.expand(a.shape[0], 1, *a.shape[2:])
-    num = ((a - b).abs() * m).flatten(1).sum(1)
-    den = m.flatten(1).sum(1).clamp(min=1) * a.shape[1]
-    return num / den
-
-
-# ---------------------------------------------------------------- perceptual term
-
-_PERCEPTUAL_CACHE: dict[str, object] = {}
-
-
-def _build_perceptual(device: torch.device):
-    """A callable (a, b, m) -> (N,) masked LPIPS-alex, or None where its backbone weights are not local.
-    Masking: LPIPS(a * m, b * m), hidden pixels equal (0) in both images."""
+def perceptual(device) -> object | None:
+    """A callable (a, b, m) -> (N,) masked LPIPS-alex with gradients, or None where its backbone weights
+    are not local. Masking as in `metrics.masked.masked_lpips`: LPIPS(a * m, b * m); the network is the
+    one that function caches."""
     try:
-        from ..losses import load_lpips
-
-        net = load_lpips("alex", device=device)
+        net = load_masked_lpips("alex", device=device)
     except (ImportError, LatentcompError):
         return None
 
@@ -58,13 +48,6 @@ def _build_perceptual(device: torch.device):
         return net(a * m, b * m)
 
     return fn
-
-
-def perceptual(device) -> object | None:
-    key = str(torch.device(device))
-    if key not in _PERCEPTUAL_CACHE:
-        _PERCEPTUAL_CACHE[key] = _build_perceptual(torch.device(device))
-    return _PERCEPTUAL_CACHE[key]
 
 
 def perceptual_available(device="cpu") -> bool:
@@ -211,23 +194,6 @@ def optimise_latent(
         losses=losses,
         domain_gap=gap,
     )
-
-
-def mean_latent(G, space: str, n: int = 4096, seed: int = 0) -> torch.Tensor:
-    """The mean latent of G's prior in `space`, shape (1, ...): 0 for z; the mean mapped w for w / w+
-    (a GANsformer's one w_avg is shared by its k components)."""
-    if space == "z":
-        return torch.zeros(1, *G.latent_shape, device=G.device)
-    for name in ("w_avg", "latent_avg", "mean_latent"):
-        val = getattr(G, name, None)
-        if isinstance(val, torch.Tensor) and val.numel() == G.w_dim:
-            w = val.reshape(1, G.w_dim).to(G.device).float().expand(1, *G.space_shape("w"))
-            break
-    else:
-        with torch.no_grad():
-            g = torch.Generator().manual_seed(seed)
-            w = G.mapping(G.sample_latent(n, generator=g)).mean(0, keepdim=True)
-    return (w if space == "w" else G.to_wplus(w, "w")).contiguous()
 
 
 # ---------------------------------------------------------------- per-image fine-tuning

@@ -1,4 +1,4 @@
-"""The one interface every generator provides (see DESIGN.md).
+"""The one interface every generator provides (see docs/architecture.md).
 
 A `Generator` wraps a frozen network. Subclasses implement `synthesize(latent, space)` and, where a
 w space exists, `mapping(z)`. Images come out as float32 (N, C, H, W) in [-1, 1]; weights never get
@@ -191,3 +191,20 @@ class Generator(nn.Module):
             f"z {tuple(self.latent_shape)} ({self.prior}), spaces {spaces}"
             + (f", {self.num_ws} ws of {self.w_dim}" if self.num_ws else "")
         )
+
+
+def mean_latent(G, space: str, n: int = 4096, seed: int = 0) -> torch.Tensor:
+    """The mean latent of G's prior in `space`, shape (1, ...): 0 for z; the mean mapped w for w / w+
+    (a GANsformer's one w_avg is shared by its k components)."""
+    if space == "z":
+        return torch.zeros(1, *G.latent_shape, device=G.device)
+    for name in ("w_avg", "latent_avg", "mean_latent"):
+        val = getattr(G, name, None)
+        if isinstance(val, torch.Tensor) and val.numel() == G.w_dim:
+            w = val.reshape(1, G.w_dim).to(G.device).float().expand(1, *G.space_shape("w"))
+            break
+    else:
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(seed)
+            w = G.mapping(G.sample_latent(n, generator=g)).mean(0, keepdim=True)
+    return (w if space == "w" else G.to_wplus(w, "w")).contiguous()

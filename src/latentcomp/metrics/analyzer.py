@@ -34,10 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LatentcompError
-from ..io import atomic_write, write_text
+from ..io import atomic_write, save_torch, write_text
 from ..outputs import check_run_folder
 from ..safe_pickle import load_weights_only
-from ..training.checkpoint import atomic_torch_save
 
 FORMAT = "latentcomp-analyzer"
 FORMAT_VERSION = 1
@@ -550,12 +549,10 @@ def train_analyzer(out: str | os.PathLike, steps: int = 1600, batch: int = 48, s
     ev = tf.ToyFaces(resolution=64, seed=EVAL_SEED)
     writer = None
     if tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        from ..extras import require
 
-            writer = SummaryWriter(str(out / "tb"), purge_step=start)
-        except ImportError:  # pragma: no cover
-            writer = None
+        SummaryWriter = require("torch.utils.tensorboard", "TensorBoard logs").SummaryWriter
+        writer = SummaryWriter(str(out / "tb"), purge_step=start)
     log_path = out / "log.jsonl"
     if log_path.exists():  # drop records past the checkpoint (written after it by an interrupted call)
         keep = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
@@ -564,7 +561,7 @@ def train_analyzer(out: str | os.PathLike, steps: int = 1600, batch: int = 48, s
     n_attr = len(config["attributes"])
 
     def save_ckpt(step):
-        atomic_torch_save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step,
+        save_torch({"model": net.state_dict(), "opt": opt.state_dict(), "step": step,
                             "elapsed": elapsed, "config": config, "hparams": hp}, ckpt_path)
 
     def quick_eval():

@@ -4,7 +4,8 @@ Images are float (N, C, H, W) in [-1, 1]; masks (N, 1, H, W) or (1, 1, H, W) in 
 (a mask of None counts every pixel). Both return one value per image, (N,).
 
 - `masked_l1(a, b, m)`: sum over known pixels and channels of |a - b|, divided by (known pixels x C).
-  An image with no known pixel gets NaN (nothing to compare), never a silent 0.
+  An image with no known pixel gets NaN (nothing to compare), never a silent 0. The one masked L1 of the
+  package: the optimisation objective (`edit.refine`) and every reported known-pixel error use it.
 - `masked_lpips(a, b, m, net="alex")`: LPIPS(a * m, b * m): hidden pixels are set to 0 (mid-grey) in both
   images, so they add no difference and the network sees the same surround in both; as in the authors'
   evaluation. The backbone (AlexNet / VGG16 ImageNet weights) comes from a path you give or the torch hub

@@ -541,8 +541,10 @@ def supervised_direction(
     """Normal of a linear boundary separating labels 1 from 0 (InterFaceGAN): LinearSVC ("svm") or
     LogisticRegression ("logreg") with balanced class weights on centred latents. Returns (unit vector (D,)
     pointing towards label 1, info: accuracy / balanced accuracy on a held-out split, counts)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.svm import LinearSVC
+    from ..extras import require
+
+    LogisticRegression = require("sklearn.linear_model", "supervised directions").LogisticRegression
+    LinearSVC = require("sklearn.svm", "supervised directions").LinearSVC
 
     X = latents.double().reshape(latents.shape[0], -1).numpy()
     y = torch.as_tensor(labels).reshape(-1).numpy().astype(bool)

@@ -61,39 +61,15 @@ def log(msg: str) -> None:
 
 # ------------------------------------------------------------------------------------------ models
 def load_pipeline(spec: str, device: str | None = None):
-    """A Pipeline from anything `Pipeline.from_pretrained` accepts (toyfaces, toyfaces-stylegan2,
-    builtin:NAME, a regressor run or file). A plain generator spec (e.g. builtin:tiny-random) gets a
-    fresh, untrained regressor, with a notice: useful for smoke tests only (`pipe.untrained = True`)."""
-    from ..edit.pipeline import MODEL_ALIASES, Pipeline
+    """A Pipeline for a probe: anything `latentcomp.pretrained.load_pipeline` accepts; a plain generator
+    spec (e.g. builtin:tiny-random) gets a fresh, untrained regressor, with a notice (smoke tests only)."""
+    from ..pretrained import load_pipeline as load
 
-    name = MODEL_ALIASES.get(str(spec), str(spec))
-    try:
-        pipe = Pipeline.from_pretrained(name, device=device)
-        pipe.untrained = False
-        return pipe
-    except LatentcompError as first:
-        try:
-            from ..generators import load_generator
-            from ..regressors import build_regressor
-
-            G = load_generator(str(spec), device=device)
-        except (LatentcompError, ImportError, ValueError):
-            raise first from None
-        torch.manual_seed(0)
-        E = build_regressor(G)
-        log(
-            f"notice: {spec} is a generator without a regressor; using an UNTRAINED regressor "
-            "(smoke test only)"
-        )
-        pipe = Pipeline(G, E, device=device)
-        pipe.source = str(spec)
-        pipe.untrained = True
-        return pipe
+    return load(spec, device=device, allow_untrained=True)
 
 
 def model_label(pipe) -> str:
-    src = str(getattr(pipe, "source", "") or pipe.generator.spec)
-    return src + (" (untrained E)" if getattr(pipe, "untrained", False) else "")
+    return str(pipe.source or pipe.generator.spec) + (" (untrained E)" if pipe.untrained else "")
 
 
 def load_domain_analyzer(spec: str | None, device=None):

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
+from .. import io as files
 from ..errors import LatentcompError
-from ..training.checkpoint import atomic_save_safetensors, atomic_write_json
 from .model import Regressor
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -47,11 +47,11 @@ def save_regressor(
     state = {k: v.detach() for k, v in reg.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    out = atomic_save_safetensors(
+    out = files.save_safetensors(
         state, base.with_name(base.name + ".safetensors"), metadata={"latentcomp_config": json.dumps(config)}
     )
     if write_json:
-        atomic_write_json(base.with_name(base.name + ".json"), config)
+        files.write_json(base.with_name(base.name + ".json"), config)
     return out
 
 

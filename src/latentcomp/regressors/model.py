@@ -684,7 +684,7 @@ def build_regressor(
     reg.bind_generator(generator)
     if iterative:
         if reg.iter_start == "mean":
-            from ..edit.refine import mean_latent
+            from ..generators.base import mean_latent
 
             with torch.no_grad():
                 reg.mean_latent.copy_(mean_latent(generator, space).reshape(reg.out_shape).cpu())

@@ -1,8 +1,8 @@
-"""Atomic checkpoint files and resumable training state.
+"""Resumable training state, and run configs read back.
 
-Every file is written to a temporary file in the same folder, flushed and fsync'ed, then moved over
-the destination with `os.replace` (atomic on POSIX), and the folder is fsync'ed: a reader sees the old
-file or the new one, never half a file, even if the process is killed mid-write.
+Files are written atomically by `latentcomp.io` (`save_torch`, `write_json`, ...): a temporary file in
+the same folder, flushed and fsync'ed, then moved over the destination with `os.replace`: a reader sees
+the old file or the new one, never half a file, even if the process is killed mid-write.
 
 Training state (`save_state` / `load_state`) is a `torch.save` container of tensors and plain Python
 values only, so it loads with `torch.load(weights_only=True)`; it holds the RNG states of Python,
@@ -11,7 +11,6 @@ NumPy, torch (CPU and CUDA) so that a resumed run continues exactly.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from pathlib import Path
@@ -21,35 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import LatentcompError
-from ..io import atomic_write
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temp file + fsync + os.replace; see latentcomp.io.atomic_write)."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_save_safetensors(
-    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
-) -> Path:
-    from safetensors.torch import save
-
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
-    return atomic_write_bytes(path, data)
+from ..io import save_torch
 
 
 def read_json_object(path: str | Path, what: str = "config") -> dict[str, Any]:
@@ -106,7 +77,7 @@ def save_state(path: str | Path, **state: Any) -> Path:
     """Atomically save a resumable training state (adds the RNG states under "rng")."""
     state = dict(state)
     state.setdefault("rng", capture_rng_state())
-    return atomic_torch_save(state, path)
+    return save_torch(state, path)
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LatentcompError
-from ..io import atomic_write
+from ..io import atomic_write, save_torch, write_json
 from ..outputs import check_run_folder
 from .augment import IGNORE, augment, parse_policy
-from .checkpoint import atomic_torch_save, atomic_write_json, load_state, read_json_object
+from .checkpoint import load_state, read_json_object
 from .discriminator import Discriminator
 
 
@@ -241,7 +241,7 @@ class GANTrainer:
         if overwrite and not resume:
             ckpt_path.unlink(missing_ok=True)  # the old run's checkpoint must not be resumed later
         self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.out / "config.json", asdict(cfg))
+        write_json(self.out / "config.json", asdict(cfg))
 
         torch.manual_seed(cfg.seed)
         self.device = torch.device(cfg.device)
@@ -394,7 +394,7 @@ class GANTrainer:
             "elapsed": self.elapsed,
             "rng": _rng_state(self.sampler),
         }
-        atomic_torch_save(state, self.out / "checkpoint.pt")
+        save_torch(state, self.out / "checkpoint.pt")
         extra = {
             "trained_steps": self.step,
             "data": self.cfg.data,
@@ -415,8 +415,9 @@ class GANTrainer:
 
         writer = None
         if log_dir:
-            from torch.utils.tensorboard import SummaryWriter
+            from ..extras import require
 
+            SummaryWriter = require("torch.utils.tensorboard", "TensorBoard logs").SummaryWriter
             writer = SummaryWriter(str(self.out / "tb"))
         bar = tqdm(
             total=self.cfg.steps,

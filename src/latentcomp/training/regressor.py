@@ -25,7 +25,7 @@ one process with batch N x B. Under DDP the BatchNorm layers are synchronised ac
 (`DistBatchNorm2d`, which works with gloo on CPU as well as nccl), so the two runs match up to
 floating-point summation order.
 
-Run folder (`--out RUN`): config.json (the regressor config incl. generator spec + training options),
+Run folder (`out`): config.json (the regressor config incl. generator spec + training options),
 best.safetensors (best test loss), last.safetensors, state.pt (resumable: model, optimizer, step,
 RNG states, history), metrics.json, tb/ (TensorBoard). Every file is written atomically; only rank 0
 writes.
@@ -50,17 +50,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..devices import parse_device
-from ..errors import LatentcompError
+from ..errors import LatentcompError, option
+from ..io import write_json
 from ..masks import MASK_KINDS, MaskSampler
 from ..outputs import check_run_folder
 from ..regressors import Regressor, build_regressor, save_regressor
 from ..regressors.model import HEADS, ITER_STARTS, MAX_ITERATIONS, difference_init
-from .checkpoint import atomic_write_json, capture_rng_state, load_state, restore_rng_state, save_state
+from .checkpoint import capture_rng_state, load_state, restore_rng_state, save_state
 from .collages import COLLAGE_KINDS, collage_rows, make_training_collages, resolve_collage_kind
 
 STATE_FILE = "state.pt"
 STATE_VERSION = 1
-# what a run writes besides tb/; --overwrite removes them first, so that no old weights stay beside a new
+# what a run writes besides tb/; overwrite=True removes them first, so that no old weights stay beside a new
 # config.json if the new run stops before its first checkpoint
 RUN_FILES = ("config.json", "best.safetensors", "last.safetensors", STATE_FILE, "metrics.json")
 
@@ -126,47 +127,49 @@ class TrainConfig:
     def validate(self) -> None:
         self._check_types()
         if not self.out:
-            raise LatentcompError("--out RUN is required (the run folder)")
+            raise LatentcompError(f"{option('out')} is required (the run folder)")
         for name, low in (("steps", 0), ("batch", 1), ("eval_every", 1), ("test_size", 1)):
             if (v := getattr(self, name)) < low:
-                raise LatentcompError(f"--{name.replace('_', '-')} must be at least {low}; got {v}")
+                raise LatentcompError(f"{option(name)} must be at least {low}; got {v}")
         if self.mask_kind not in MASK_KINDS:
             raise LatentcompError(
-                f"unknown --mask-kind {self.mask_kind!r}; accepted: {', '.join(MASK_KINDS)}"
+                f"unknown {option('mask_kind')} {self.mask_kind!r}; accepted: {', '.join(MASK_KINDS)}"
             )
         if self.lpips not in ("alex", "vgg", "none"):
-            raise LatentcompError(f"unknown --lpips {self.lpips!r}; accepted: alex, vgg, none")
+            raise LatentcompError(f"unknown {option('lpips')} {self.lpips!r}; accepted: alex, vgg, none")
         if self.space not in ("auto", "z", "w", "w+"):
-            raise LatentcompError(f"unknown --space {self.space!r}; accepted: z, w, w+ (or auto)")
+            raise LatentcompError(f"unknown {option('space')} {self.space!r}; accepted: z, w, w+ (or auto)")
         if self.backbone not in ("auto", "small", "resnet18", "resnet34"):
             raise LatentcompError(
-                f"unknown --backbone {self.backbone!r}; accepted: small, resnet18, resnet34"
+                f"unknown {option('backbone')} {self.backbone!r}; accepted: small, resnet18, resnet34"
             )
         for name in ("unmasked_fraction", "real_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise LatentcompError(f"--{name.replace('_', '-')} must be in [0, 1]; got {v}")
+                raise LatentcompError(f"{option(name)} must be in [0, 1]; got {v}")
         if self.real_fraction > 0 and not self.real:
-            raise LatentcompError("--real-fraction needs --real DIR (a folder of images)")
+            raise LatentcompError(f"{option('real_fraction')} needs {option('real')} (a folder of images)")
         if self.lr <= 0:
-            raise LatentcompError(f"--lr must be > 0; got {self.lr}")
+            raise LatentcompError(f"{option('lr')} must be > 0; got {self.lr}")
         if self.head not in HEADS:
-            raise LatentcompError(f"unknown --head {self.head!r}; accepted: {', '.join(HEADS)}")
+            raise LatentcompError(f"unknown {option('head')} {self.head!r}; accepted: {', '.join(HEADS)}")
         if self.iter_start not in ITER_STARTS:
             raise LatentcompError(
-                f"unknown --iter-start {self.iter_start!r}; accepted: {', '.join(ITER_STARTS)}"
+                f"unknown {option('iter_start')} {self.iter_start!r}; accepted: {', '.join(ITER_STARTS)}"
             )
         low = 2 if self.iter_start == "plain" else 1  # the plain pass alone would leave the refiner untrained
         if self.iterative and not low <= self.iterations <= MAX_ITERATIONS:
             raise LatentcompError(
-                f"--iterations must be from {low} to {MAX_ITERATIONS} for an iterative regressor starting "
-                f"from the {self.iter_start} pass; got {self.iterations}"
+                f"{option('iterations')} must be from {low} to {MAX_ITERATIONS} for an iterative regressor "
+                f"starting from the {self.iter_start} pass; got {self.iterations}"
             )
         if not 0.0 <= self.collage_fraction <= 1.0:
-            raise LatentcompError(f"--collage-fraction must be in [0, 1]; got {self.collage_fraction}")
+            v = self.collage_fraction
+            raise LatentcompError(f"{option('collage_fraction')} must be in [0, 1]; got {v}")
         if self.collage_masks not in COLLAGE_KINDS:
             raise LatentcompError(
-                f"unknown --collage-masks {self.collage_masks!r}; accepted: {', '.join(COLLAGE_KINDS)}"
+                f"unknown {option('collage_masks')} {self.collage_masks!r}; "
+                f"accepted: {', '.join(COLLAGE_KINDS)}"
             )
 
     def _check_types(self) -> None:
@@ -183,7 +186,7 @@ class TrainConfig:
                 if k in accepted
             ):
                 raise LatentcompError(
-                    f"--{f.name.replace('_', '-')} must be {' or '.join(kinds)}; got {v!r} "
+                    f"{option(f.name)} must be {' or '.join(kinds)}; got {v!r} "
                     "(from the command line or the run's config.json)"
                 )
 
@@ -276,7 +279,7 @@ def setup_distributed(device: str) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun describes (WORLD_SIZE > 1) and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if device != "auto":
-        device = str(parse_device(device, "--device"))
+        device = str(parse_device(device, option("device")))
     want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     info = DistInfo()
     if world > 1 or (dist.is_available() and dist.is_initialized()):
@@ -304,52 +307,6 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
 
 
 STREAM_TRAIN, STREAM_TEST = 0, 1
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
-class RealImages:
-    """Images of a folder (recursively), center-cropped and resized to the generator's size, in [-1, 1]."""
-
-    def __init__(self, folder: str | Path, resolution: int, channels: int, cache: int = 8192):
-        self.folder = Path(folder).expanduser()
-        if not self.folder.is_dir():
-            raise LatentcompError(f"--real {self.folder}: not a folder of images")
-        self.files = sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.files:
-            raise LatentcompError(f"--real {self.folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-        if channels not in (1, 3):
-            raise LatentcompError(f"--real needs a 1- or 3-channel generator; this one has {channels}")
-        self.resolution, self.channels, self.cache_size = resolution, channels, cache
-        self._cache: dict[int, torch.Tensor] = {}
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if i in self._cache:
-            return self._cache[i]
-        from PIL import Image
-
-        from ..io import open_image
-
-        p = self.files[i]
-        try:
-            with open_image(p, "--real image") as im:
-                im = im.convert("L" if self.channels == 1 else "RGB")
-                w, h = im.size
-                s = min(w, h)
-                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-                im = im.resize((self.resolution, self.resolution), Image.Resampling.LANCZOS)
-                arr = np.asarray(im, dtype=np.float32)
-        except LatentcompError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise LatentcompError(f"--real: cannot read image {p}: {e}") from e
-        t = torch.from_numpy(arr.copy()).reshape(self.resolution, self.resolution, -1).permute(2, 0, 1)
-        t = t / 127.5 - 1.0
-        if len(self._cache) < self.cache_size:
-            self._cache[i] = t
-        return t
 
 
 # -- the trainer -------------------------------------------------------------------------------------
@@ -414,8 +371,9 @@ class RegressorTrainer:
         # checked by every process before any joins the group, so before rank 0 can write a file
         if state_path.is_file() and not (cfg.resume or cfg.overwrite):
             raise LatentcompError(
-                f"{self.run_dir} already holds a training run ({STATE_FILE}); pass --resume to continue "
-                "it, --overwrite to start a new one over it, or choose another --out"
+                f"{self.run_dir} already holds a training run ({STATE_FILE}); set {option('resume')} to "
+                f"continue it, {option('overwrite')} to start a new one over it, or choose another "
+                f"{option('out')}"
             )
         check_run_folder(self.run_dir, state_file=STATE_FILE, resume=cfg.resume, overwrite=cfg.overwrite)
         self.dist, self.device = setup_distributed(cfg.device)
@@ -423,14 +381,16 @@ class RegressorTrainer:
         if state_path.is_file() and cfg.resume:
             self.state = load_state(state_path)
         elif cfg.resume and self.dist.is_main:
-            _log(f"--resume: no {STATE_FILE} in {self.run_dir}; starting a new run")
+            _log(f"{option('resume')}: no {STATE_FILE} in {self.run_dir}; starting a new run")
 
         # generator
         from ..generators import load_generator
 
         if generator is None:
             if not cfg.generator:
-                raise LatentcompError("--generator SPEC is required (e.g. builtin:toyfaces-dcgan)")
+                raise LatentcompError(
+                    f"{option('generator')} is required (a spec, e.g. builtin:toyfaces-dcgan)"
+                )
             generator = load_generator(cfg.generator)
         elif not cfg.generator:
             cfg.generator = getattr(generator, "spec", "") or ""
@@ -478,7 +438,12 @@ class RegressorTrainer:
         self.analyzer = None
         if self.sampler.needs_parts or self.collage_kind == "parts":
             self.analyzer = self._load_analyzer(cfg.part_analyzer, self.device)
-        self.real = RealImages(cfg.real, self.G.resolution, self.G.channels) if cfg.real else None
+        self.real = None
+        if cfg.real:
+            from ..data.folder import ImageFolder
+
+            G = self.G
+            self.real = ImageFolder(cfg.real, G.resolution, G.channels, cache=8192, what="real image folder")
         self.writer = None
 
     # -- configuration ---------------------------------------------------------------------------
@@ -489,12 +454,12 @@ class RegressorTrainer:
             if k in TrainConfig.RESUMABLE_CHANGES or k not in cur:
                 continue
             if cur[k] != v and not (k in ("space", "backbone") and cur[k] == "auto"):
-                diffs.append(f"--{k.replace('_', '-')} {cur[k]!r} (run has {v!r})")
+                diffs.append(f"{option(k)} {cur[k]!r} (run has {v!r})")
         if diffs:
             raise LatentcompError(
-                f"--resume {self.run_dir}: options differ from the saved run: {'; '.join(diffs)}. "
-                "Resume with the run's options (only --steps, --eval-every, --device may change) "
-                "or use a new --out"
+                f"{option('resume')} {self.run_dir}: options differ from the saved run: {'; '.join(diffs)}. "
+                f"Resume with the run's options (only {option('steps')}, {option('eval_every')}, "
+                f"{option('device')} may change) or use a new {option('out')}"
             )
 
     @staticmethod
@@ -503,7 +468,7 @@ class RegressorTrainer:
             from ..metrics.analyzer import load_analyzer
         except ImportError as e:
             raise LatentcompError(
-                "--mask-kind parts needs a part segmenter (latentcomp.metrics.analyzer), "
+                f"{option('mask_kind')} parts needs a part segmenter (latentcomp.metrics.analyzer), "
                 "which is not available"
             ) from e
         return load_analyzer(spec, device=str(device))
@@ -525,9 +490,9 @@ class RegressorTrainer:
                                              self.E.rgbm, self.E.channels, self.E.input_size)  # fmt: skip
         if not (exact or same_layout):
             raise LatentcompError(
-                f"--init {src}: its layout ({donor.backbone_name}, space {donor.space}, latent shape "
-                f"{tuple(donor.latent_shape)}) does not match this run's ({self.E.backbone_name}, space "
-                f"{self.E.space}, latent shape {tuple(self.E.latent_shape)})"
+                f"{option('init')} {src}: its layout ({donor.backbone_name}, space {donor.space}, latent "
+                f"shape {tuple(donor.latent_shape)}) does not match this run's ({self.E.backbone_name}, "
+                f"space {self.E.space}, latent shape {tuple(self.E.latent_shape)})"
             )
         if exact:
             self.E.load_state_dict(theirs)
@@ -539,8 +504,8 @@ class RegressorTrainer:
                  and not k.startswith("refiner.head")]  # fmt: skip
         if any(k in fresh for k in trunk):
             raise LatentcompError(
-                f"--init {src}: its backbone does not fit this run's ({self.E.backbone_name}); nothing to "
-                "warm-start from"
+                f"{option('init')} {src}: its backbone does not fit this run's ({self.E.backbone_name}); "
+                "nothing to warm-start from"
             )
         self.E.load_state_dict(state)
         if self.dist.is_main:
@@ -569,7 +534,7 @@ class RegressorTrainer:
     # -- data ------------------------------------------------------------------------------------
     def make_batch(self, g: torch.Generator, n_global: int, rows: slice, real_ok: bool = True) -> Batch:
         """(x, mask, target latent, latent-loss weight per row, image-loss mask or None) for this process's
-        rows. Collage rows (`--collage-fraction`) hold a collage, its known region as the mask, weight 0
+        rows. Collage rows (`collage_fraction`) hold a collage, its known region as the mask, weight 0
         and their known region as the image-loss mask; without collage rows the image-loss mask is None."""
         G, cfg = self.G, self.cfg
         z = G.sample_latent(n_global, generator=g)[rows].to(self.device)
@@ -672,7 +637,7 @@ class RegressorTrainer:
 
     @torch.no_grad()
     def evaluate(self) -> tuple[dict[str, float], tuple[torch.Tensor, ...]]:
-        """Mean losses on the fixed held-out test set (seeded by --seed; same for every run)."""
+        """Mean losses on the fixed held-out test set (seeded by `seed`; same for every run)."""
         self.E.eval()
         cfg = self.cfg
         sums: dict[str, float] = {}
@@ -721,7 +686,7 @@ class RegressorTrainer:
             config=self.cfg.to_dict(),
             rng=capture_rng_state(),
         )
-        atomic_write_json(
+        write_json(
             self.run_dir / "metrics.json",
             {"step": self.step, "best_test_loss": self.best_loss, "wall_s": round(self.wall_s, 2),
              "global_batch": self.global_batch, "history": self.history},
@@ -730,8 +695,9 @@ class RegressorTrainer:
     def _open_writer(self):
         if not (self.dist.is_main and self.cfg.tensorboard):
             return None
-        from torch.utils.tensorboard import SummaryWriter
+        from ..extras import require
 
+        SummaryWriter = require("torch.utils.tensorboard", "TensorBoard logs").SummaryWriter
         return SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=self.step if self.step else None)
 
     def _log_images(self, images: tuple[torch.Tensor, ...]) -> None:
@@ -753,7 +719,7 @@ class RegressorTrainer:
             if cfg.overwrite and self.state is None:
                 for name in RUN_FILES:
                     (self.run_dir / name).unlink(missing_ok=True)
-            atomic_write_json(self.run_dir / "config.json", self._run_config())
+            write_json(self.run_dir / "config.json", self._run_config())
         self.writer = self._open_writer()
         last_test: dict[str, float] = {}
         from tqdm.auto import tqdm
@@ -770,7 +736,7 @@ class RegressorTrainer:
                 bar.update(1)
                 if not math.isfinite(losses["loss"]):
                     raise LatentcompError(
-                        f"training diverged at step {self.step} (loss {losses['loss']}); lower --lr"
+                        f"training diverged at step {self.step} (loss {losses['loss']}); lower {option('lr')}"
                     )
                 if self.writer is not None and (self.step % cfg.log_every == 0 or self.step == 1):
                     for k, v in losses.items():
@@ -784,13 +750,14 @@ class RegressorTrainer:
                 if out_of_time:
                     if self.dist.is_main:
                         _log(
-                            f"--max-minutes {cfg.max_minutes:g} reached at step {self.step}; "
-                            "--resume continues"
+                            f"{option('max_minutes')} {cfg.max_minutes:g} reached at step {self.step}; "
+                            f"{option('resume')} continues"
                         )
                     break
         except KeyboardInterrupt:
             if self.dist.world == 1 and self.step > 0:
-                _log(f"interrupted: saving a checkpoint at step {self.step} (continue with --resume)")
+                resume = option("resume")
+                _log(f"interrupted: saving a checkpoint at step {self.step} (continue with {resume})")
                 self.save_checkpoint(None)
             raise
         finally:
@@ -802,7 +769,7 @@ class RegressorTrainer:
             if self.dist.is_main:
                 metrics = json.loads((self.run_dir / "metrics.json").read_text())
                 metrics["ddp"] = {"world_size": self.dist.world, "max_param_abs_diff_across_ranks": diff}
-                atomic_write_json(self.run_dir / "metrics.json", metrics)
+                write_json(self.run_dir / "metrics.json", metrics)
             dist.barrier()
         return TrainResult(
             self.run_dir, self.step, self.best_loss, last_test, list(self.history), self.wall_s

@@ -6,7 +6,10 @@
 See docs/web.md for the endpoints and the security limits.
 """
 
-from .app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, Limits, create_app, load_pipeline, tiny_pipeline
+from ..extras import require
+
+require("fastapi", "the web editor (latentcomp.web)")  # before .app imports it, for a clear message
+from .app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, Limits, create_app, load_pipeline, tiny_pipeline  # noqa: E402
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",

@@ -186,26 +186,18 @@ def tiny_pipeline(seed: int = 0, device: str | None = None):
         mean, std = z.mean(0), z.std(0).mean()
         E.head.weight.div_(std)
         E.head.bias.sub_(mean).div_(std)
-    pipe = Pipeline(G, E, device=device)
-    pipe.source = "tiny"
-    return pipe
+    return Pipeline(G, E, device=device, source="tiny", untrained=True)
 
 
 def load_pipeline(spec: str = "toyfaces", device: str | None = None, generator: str | None = None):
-    """`--model` of `latentcomp serve`: toyfaces, toyfaces-stylegan2, builtin:toyfaces[-stylegan2],
-    builtin:NAME (a bundled regressor), a regressor run folder / .safetensors file, or tiny (random
-    models, for development). `generator` overrides the generator spec the model records."""
-    from ..edit.pipeline import PRETRAINED, Pipeline
+    """A model for `latentcomp serve`: tiny (random models, for development) or anything
+    `latentcomp.pretrained.load_pipeline` accepts (a bundled name, builtin:NAME, a regressor run folder or
+    .safetensors file). `generator` overrides the generator spec the model records."""
+    from ..pretrained import load_pipeline as load
 
-    s = str(spec).strip()
-    name = s.split(":", 1)[1] if s.startswith("builtin:") else s
-    if name == "tiny":
+    if str(spec).strip() in ("tiny", "builtin:tiny"):
         return tiny_pipeline(device=device)
-    if name in PRETRAINED:
-        s = name
-    pipe = Pipeline.from_pretrained(s, device=device, generator=generator)
-    pipe.source = str(spec)
-    return pipe
+    return load(spec, device=device, generator=generator)
 
 
 # ---------------------------------------------------------------------------------------------- inference

@@ -9,6 +9,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..extras import require
+
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]", "::1"]
 
 
@@ -34,7 +36,7 @@ def url_for(host: str, port: int) -> str:
 
 
 def _config(app, host: str, port: int, log_level: str):
-    import uvicorn
+    uvicorn = require("uvicorn", "the web editor")
 
     return uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
@@ -63,7 +65,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def run(app, sock: socket.socket, log_level: str = "warning") -> None:
     """Serve on a socket from `bind` in the foreground until Ctrl+C."""
-    import uvicorn
+    uvicorn = require("uvicorn", "the web editor")
 
     host, port = sock.getsockname()[:2]
     uvicorn.Server(_config(app, host, port, log_level)).run(sockets=[sock])
@@ -89,7 +91,7 @@ class BackgroundServer:
 def start_in_thread(app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
                     timeout: float = 30.0) -> BackgroundServer:  # fmt: skip
     """Start uvicorn in a daemon thread (port 0 = a free port) and wait until it accepts connections."""
-    import uvicorn
+    uvicorn = require("uvicorn", "the web editor")
 
     server = uvicorn.Server(_config(app, host, port, log_level))
     server.install_signal_handlers = lambda: None  # not the main thread (older uvicorn versions)

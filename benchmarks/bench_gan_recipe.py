@@ -143,6 +143,8 @@ def main() -> None:
     ap.add_argument("--d-warmup", type=int, default=300,
                     help="with a warm start: D-only steps first (on top of the budget, the same for all)")
     ap.add_argument("--out", default="", help="run folder root (default runs/gan-recipe/ARCH)")
+    ap.add_argument("--time-only", action="store_true",
+                    help="only measure each variant's step time side by side (no training, no evaluation)")
     common.add_common_args(ap)
     args = ap.parse_args()
     if args.quick:
@@ -163,6 +165,18 @@ def main() -> None:
     steps = {name: max(1, int(args.minutes * 60 / c[1])) for name, c in costs.items()}
     for name in names:
         common.log(f"[{name}] {costs[name][1] * 1e3:.0f} ms/step alone -> {steps[name]} steps")
+    if args.time_only:
+        base = costs[names[0]][1]
+        rows = [
+            [name, common.fmt(sec * 1e3, ".0f"), common.fmt((64 if name == "batch64" else 32) / sec),
+             common.fmt(base / sec, ".2f") + "x", common.fmt(100 * flops[name] / sec / peak, ".0f") + "%"]
+            for name, (_, sec) in costs.items()
+        ]
+        common.print_table(
+            f"GAN training step, {args.arch}, 1 thread (best of 3 round-robin rounds)",
+            ["variant", "ms/step", "img/s", f"vs {names[0]}", "of fp32 peak"], rows,
+        )
+        return
     start = time.time()
     with ThreadPoolExecutor(args.parallel) as pool:
         trained = dict(zip(names, pool.map(lambda v: train(v, args, runs[v], steps[v]), names), strict=True))

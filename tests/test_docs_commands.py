@@ -252,8 +252,30 @@ def run_items(items, workdir: Path, where: str, capsys) -> list[str]:
     return ran
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_page_commands_run(page, inputs, tiny_defaults, tmp_path, monkeypatch, capsys):
+# pages whose commands with this prefix need nothing from the page's other commands (each reads the bundled
+# models): each runs as a test of its own, so that parallel test workers share the page's cost
+SPLIT_COMMANDS = {"probe.md": "latentcomp probe "}
+
+
+def page_parts() -> list:
+    """(page, item indices or None for all) per test: the whole page, or its independent commands one by one
+    and then the rest in order."""
+    parts = []
+    for page in PAGES:
+        prefix = SPLIT_COMMANDS.get(page.name)
+        if prefix is None:
+            parts.append(pytest.param(page, None, id=page.name))
+            continue
+        items = list(page_items(page))
+        alone = [i for i, (kind, text) in enumerate(items) if kind == "bash" and text.startswith(prefix)]
+        parts += [pytest.param(page, [i], id=f"{page.name}:{i}") for i in alone]
+        rest = [i for i in range(len(items)) if i not in alone]
+        parts.append(pytest.param(page, rest, id=f"{page.name}:rest"))
+    return parts
+
+
+@pytest.mark.parametrize("page,part", page_parts())
+def test_page_commands_run(page, part, inputs, tiny_defaults, tmp_path, monkeypatch, capsys):
     if page.name == "own-gan.md" and not REAL.is_dir():
         pytest.skip(f"the tutorial uses the real MNIST DCGAN of {REAL}")
     monkeypatch.chdir(tmp_path)
@@ -266,7 +288,8 @@ def test_page_commands_run(page, inputs, tiny_defaults, tmp_path, monkeypatch, c
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         module.main(["--out", "runs/own-gan", "--steps", "3", "--n-eval", "8", "--batch", "4"])
-    run_items(list(page_items(page)), tmp_path, page.name, capsys)
+    items = list(page_items(page))
+    run_items(items if part is None else [items[i] for i in part], tmp_path, page.name, capsys)
 
 
 def test_help_examples_parse_and_run(inputs, tiny_defaults, tmp_path, monkeypatch, capsys):

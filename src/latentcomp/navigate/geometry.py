@@ -376,6 +376,19 @@ def closed_form_directions(
 
 
 # ------------------------------------------------------------------------------------------- steerability
+
+def walk_loss(G, k: str, space: str, batch: int, generator: torch.Generator, move) -> torch.Tensor:
+    """The steerability objective on one batch: random amounts in transform `k`'s training range, and the
+    masked mean squared error between G at the walked latent `move(lat, a)` and the transformed G(lat)."""
+    z = G.sample_latent(batch, generator=generator)
+    a = (torch.rand(batch, generator=generator) * 2 - 1).to(G.device) * TRANSFORMS[k].train_range
+    with torch.no_grad():
+        lat = z if space == "z" else G.mapping(z)
+        target, valid = transform_images(G(lat, space=space), k, a)
+    img = G(move(lat, a), space=space)
+    err = ((img - target) ** 2 * valid).flatten(1).sum(1)
+    return (err / (valid.flatten(1).sum(1).clamp(min=1) * img.shape[1])).mean()
+
 def steer_directions(
     G,
     transforms: str | Sequence[str] | None = None,
@@ -424,16 +437,7 @@ def steer_directions(
             rng = tqdm(rng, desc=f"steer {k}", unit="step", leave=False)
         losses = []
         for _ in rng:
-            z = G.sample_latent(batch, generator=g)
-            a = (torch.rand(batch, generator=g) * 2 - 1).to(G.device) * tr.train_range
-            with torch.no_grad():
-                lat = z if space == "z" else G.mapping(z)
-                target, valid = transform_images(G(lat, space=space), k, a)
-            out_img = G(_add(G, lat, space, w, a), space=space)
-            err = ((out_img - target) ** 2 * valid).flatten(1).sum(1) / (
-                valid.flatten(1).sum(1).clamp(min=1) * out_img.shape[1]
-            )
-            loss = err.mean()
+            loss = walk_loss(G, k, space, batch, g, lambda lat, a, w=w: _add(G, lat, space, w, a))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

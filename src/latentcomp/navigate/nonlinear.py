@@ -29,7 +29,7 @@ from torch import nn
 
 from ..errors import LatentcompError
 from .directions import Direction, _check_space, default_space, projection_std, sample_latents
-from .geometry import TRANSFORMS, _amounts, _lat_space, parse_transforms, transform_images
+from .geometry import TRANSFORMS, _amounts, _lat_space, parse_transforms, walk_loss
 
 #: training amounts are split into at most this many network steps
 STEPS_PER_RANGE = 4
@@ -128,16 +128,7 @@ def steer_mlp_walks(
             rng = tqdm(rng, desc=f"steer-mlp {k}", unit="step", leave=False)
         losses = []
         for _ in rng:
-            z = G.sample_latent(batch, generator=g)
-            a = (torch.rand(batch, generator=g) * 2 - 1).to(G.device) * tr.train_range
-            with torch.no_grad():
-                lat = z if space == "z" else G.mapping(z)
-                target, valid = transform_images(G(lat, space=space), k, a)
-            img = G(walk.walk(lat, space, a), space=space)
-            err = ((img - target) ** 2 * valid).flatten(1).sum(1) / (
-                valid.flatten(1).sum(1).clamp(min=1) * img.shape[1]
-            )
-            loss = err.mean()
+            loss = walk_loss(G, k, space, batch, g, lambda lat, a, walk=walk: walk.walk(lat, space, a))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -50,7 +50,7 @@ def train(
         0, min=0, help="First steps train D only (use with --init-generator: a fresh D would mislead G)."
     ),
     precision: str = typer.Option(
-        "fp32", help="fp32, or bf16 (autocast + channels_last: ~1.7x faster on CPUs with AMX/AVX512-BF16)."
+        "fp32", help="fp32, or bf16 (autocast + channels_last: faster on AMX/AVX512-BF16 CPUs and GPUs)."
     ),
     max_minutes: float = typer.Option(
         None, min=0.0, help="Stop after this many minutes of this call (checkpointed; --resume continues)."

@@ -55,7 +55,8 @@ class GANConfig:
     seg_weight: float = 0.0  # weight of D's per-pixel part / fake loss (toyfaces only); 0 = off
     init_generator: str = ""  # warm start: a generator spec or exported file of the same architecture
     d_warmup: int = 0  # first steps train D only (a fresh D beside a warm-started G would mislead G)
-    precision: str = "fp32"  # "bf16": autocast + channels_last, ~1.7x faster on CPUs with AMX / AVX512-BF16
+    precision: str = "fp32"  # "bf16": autocast + channels_last (fast on CPUs with AMX / AVX512-BF16)
+
 
 PRECISIONS = ("fp32", "bf16")
 

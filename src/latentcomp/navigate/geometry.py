@@ -389,6 +389,7 @@ def walk_loss(G, k: str, space: str, batch: int, generator: torch.Generator, mov
     err = ((img - target) ** 2 * valid).flatten(1).sum(1)
     return (err / (valid.flatten(1).sum(1).clamp(min=1) * img.shape[1])).mean()
 
+
 def steer_directions(
     G,
     transforms: str | Sequence[str] | None = None,
